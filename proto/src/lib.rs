@@ -2,3 +2,6 @@
 //! (`can`), and the protobuf messages carried on Zenoh (`v1`). Pure: no IO, no async.
 
 pub mod can;
+pub mod socketcand;
+pub mod units;
+pub mod v1;

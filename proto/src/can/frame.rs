@@ -79,7 +79,11 @@ impl CanFrame {
         }
         let mut buf = [0; MAX_DATA_LEN];
         buf[..data.len()].copy_from_slice(data);
-        Some(Self { id, len: data.len() as u8, data: buf })
+        Some(Self {
+            id,
+            len: data.len() as u8,
+            data: buf,
+        })
     }
 
     pub fn id(&self) -> CanId {
@@ -137,7 +141,9 @@ impl FromStr for CanFrame {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        let (id_text, data_text) = text.split_once('#').ok_or(FrameSyntaxError::MissingSeparator)?;
+        let (id_text, data_text) = text
+            .split_once('#')
+            .ok_or(FrameSyntaxError::MissingSeparator)?;
         if data_text.starts_with('#') || data_text.starts_with(['R', 'r']) {
             return Err(FrameSyntaxError::Unsupported(text.to_owned()));
         }
@@ -204,7 +210,10 @@ impl FromStr for LogLine {
         else {
             return Err(bad());
         };
-        let stamp = stamp.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(bad)?;
+        let stamp = stamp
+            .strip_prefix('(')
+            .and_then(|s| s.strip_suffix(')'))
+            .ok_or_else(bad)?;
         let (secs, micros) = stamp.split_once('.').ok_or_else(bad)?;
         if micros.len() != 6 {
             return Err(bad());
@@ -236,7 +245,10 @@ mod tests {
         let frame: CanFrame = "18010003#0102".parse().unwrap();
         assert_eq!(frame.id(), CanId::Extended(0x1801_0003));
         assert_eq!(frame.to_string(), "18010003#0102");
-        assert_eq!("00000123#".parse::<CanFrame>().unwrap().id(), CanId::Extended(0x123));
+        assert_eq!(
+            "00000123#".parse::<CanFrame>().unwrap().id(),
+            CanId::Extended(0x123)
+        );
     }
 
     #[test]
@@ -253,21 +265,42 @@ mod tests {
 
     #[test]
     fn malformed_text_names_what_is_wrong() {
-        assert_eq!("123DEAD".parse::<CanFrame>(), Err(FrameSyntaxError::MissingSeparator));
-        assert_eq!("12#00".parse::<CanFrame>(), Err(FrameSyntaxError::BadId("12".into())));
-        assert_eq!("800#00".parse::<CanFrame>(), Err(FrameSyntaxError::IdOutOfRange("800".into())));
+        assert_eq!(
+            "123DEAD".parse::<CanFrame>(),
+            Err(FrameSyntaxError::MissingSeparator)
+        );
+        assert_eq!(
+            "12#00".parse::<CanFrame>(),
+            Err(FrameSyntaxError::BadId("12".into()))
+        );
+        assert_eq!(
+            "800#00".parse::<CanFrame>(),
+            Err(FrameSyntaxError::IdOutOfRange("800".into()))
+        );
         assert_eq!(
             "20000000#00".parse::<CanFrame>(),
             Err(FrameSyntaxError::IdOutOfRange("20000000".into()))
         );
-        assert_eq!("123#ABC".parse::<CanFrame>(), Err(FrameSyntaxError::BadData("ABC".into())));
-        assert_eq!("123#0G".parse::<CanFrame>(), Err(FrameSyntaxError::BadData("0G".into())));
+        assert_eq!(
+            "123#ABC".parse::<CanFrame>(),
+            Err(FrameSyntaxError::BadData("ABC".into()))
+        );
+        assert_eq!(
+            "123#0G".parse::<CanFrame>(),
+            Err(FrameSyntaxError::BadData("0G".into()))
+        );
         assert_eq!(
             "123#000102030405060708".parse::<CanFrame>(),
             Err(FrameSyntaxError::TooLong(9))
         );
-        assert!(matches!("123#R".parse::<CanFrame>(), Err(FrameSyntaxError::Unsupported(_))));
-        assert!(matches!("123##1AA".parse::<CanFrame>(), Err(FrameSyntaxError::Unsupported(_))));
+        assert!(matches!(
+            "123#R".parse::<CanFrame>(),
+            Err(FrameSyntaxError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "123##1AA".parse::<CanFrame>(),
+            Err(FrameSyntaxError::Unsupported(_))
+        ));
     }
 
     #[test]
@@ -282,8 +315,17 @@ mod tests {
 
     #[test]
     fn bad_log_lines_are_rejected() {
-        for text in ["", "(1.000001) can0", "1.000001 can0 123#00", "(1.1) can0 123#00", "(x.000001) can0 123#00"] {
-            assert!(text.parse::<LogLine>().is_err(), "{text:?} should not parse");
+        for text in [
+            "",
+            "(1.000001) can0",
+            "1.000001 can0 123#00",
+            "(1.1) can0 123#00",
+            "(x.000001) can0 123#00",
+        ] {
+            assert!(
+                text.parse::<LogLine>().is_err(),
+                "{text:?} should not parse"
+            );
         }
     }
 }
