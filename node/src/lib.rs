@@ -1,1 +1,5 @@
-//! node
+//! The cabinet daemon's library (DESIGN.md §3): what `ringhub-node` and the `ringhub` CLI
+//! are built from. So far: the CAN transports (`can`).
+
+pub mod can;
+pub mod cli;

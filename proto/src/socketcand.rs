@@ -508,7 +508,7 @@ fn parse_timestamp(text: &str) -> Result<u64, Malformed> {
 /// A run of hex digits, two per byte, as `frame` carries its data.
 fn parse_hex_run(text: &str) -> Result<Vec<u8>, Malformed> {
     let bad = || Malformed::BadData(excerpt(text));
-    if text.len() % 2 != 0 || text.len() > 2 * crate::can::MAX_DATA_LEN {
+    if !text.len().is_multiple_of(2) || text.len() > 2 * crate::can::MAX_DATA_LEN {
         return Err(bad());
     }
     (0..text.len())

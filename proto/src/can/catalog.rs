@@ -158,9 +158,21 @@ impl<'c> DecodedSignal<'c> {
         } else if is_integral(self.def) {
             SignalValue::Integer(self.physical as i64)
         } else {
-            SignalValue::Float(self.physical)
+            SignalValue::Float(round_to_resolution(self.physical, self.def))
         }
     }
+}
+
+/// Rounds away the binary noise of decimal scaling (3 × 0.1 = 0.30000000000000004), to
+/// the decimal places that the factor and offset can produce.
+fn round_to_resolution(physical: f64, def: &SignalDef) -> f64 {
+    let places = |x: f64| {
+        (0..=9)
+            .find(|&d| ((x * 10f64.powi(d)).fract()).abs() < 1e-9)
+            .unwrap_or(9)
+    };
+    let scale = 10f64.powi(places(def.factor.abs()).max(places(def.offset.abs())));
+    (physical * scale).round() / scale
 }
 
 /// Whether every raw value maps to an integer physical value.

@@ -5,6 +5,7 @@
 mod bits;
 pub mod catalog;
 pub mod dbc;
+pub mod ev_identity;
 mod frame;
 pub mod messages;
 

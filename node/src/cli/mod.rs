@@ -1,0 +1,3 @@
+//! The `ringhub` operator CLI: one module per command group.
+
+pub mod can;
