@@ -42,9 +42,9 @@ use std::str::FromStr;
 
 use crate::can::{CanFrame, CanId};
 
-/// Longest message, `<` to `>` inclusive. The longest raw-mode message, an extended
-/// `frame` with a 20-digit timestamp and 8 bytes, is 60 bytes; the rest is room for
-/// error texts.
+/// Longest message, `<` to `>` inclusive. An extended `frame` with 8 bytes, the longest
+/// raw-mode message, stays under 64 bytes even with a 20-digit seconds count; the rest is
+/// room for error texts.
 pub const MAX_MESSAGE_LEN: usize = 256;
 
 /// Longest bus name, as socketcand's protocol document allows.
@@ -717,20 +717,24 @@ mod tests {
 
     #[test]
     fn send_from_python_can_with_unpadded_lowercase_bytes() {
-        // python-can: f"< send {id:08X} {dlc:X} " + " ".join(f"{b:x}") + " >"
-        let decoded = decode_all(b"< send 1AAAAAAA 2 1 f1 >");
-        assert_eq!(
-            decoded,
-            vec![Ok(Message::Send(frame(
-                CanId::Extended(0x1AAA_AAAA),
-                &[0x01, 0xF1]
-            )))]
+        // Verbatim output of python-can 4.6 `convert_can_message_to_ascii_message`.
+        let decoded = decode_all(
+            concat!(
+                "< send 1AAAAAAA 2 1 f1 >",           // extended, bytes unpadded
+                "< send 123 0  >",                    // no data: two spaces
+                "< send 7FF 8 de ad be ef 0 1 2 a >", // lowercase, one digit
+            )
+            .as_bytes(),
         );
-        let decoded = decode_all(b"< send 123 0 >");
-        assert_eq!(
-            decoded,
-            vec![Ok(Message::Send(frame(CanId::Standard(0x123), &[])))]
-        );
+        let expected = [
+            frame(CanId::Extended(0x1AAA_AAAA), &[0x01, 0xF1]),
+            frame(CanId::Standard(0x123), &[]),
+            frame(
+                CanId::Standard(0x7FF),
+                &[0xDE, 0xAD, 0xBE, 0xEF, 0, 1, 2, 0xA],
+            ),
+        ];
+        assert_eq!(decoded, expected.map(|frame| Ok(Message::Send(frame))));
     }
 
     #[test]

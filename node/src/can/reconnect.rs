@@ -17,12 +17,12 @@
 //! a late frame is worse than none. A `send` that fails is not retried (a relay command
 //! resent late may do harm); the caller gets the error and decides.
 
+use ringhub_proto::can::CanFrame;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, random_u64};
 use super::stats::Meters;
 use super::{AnyBus, BusStats, BusUri, CanBus, CanError, ReceivedFrame, ReconnectPolicy, Recovery};
-use ringhub_proto::can::CanFrame;
 
 /// A bus that keeps itself open.
 #[derive(Debug)]

@@ -3,11 +3,10 @@
 //! any [`CanBus`] and logs both directions, as `candump` on a SocketCAN interface sees
 //! its own host's frames too.
 //!
-//! Lines go through an 8 KiB buffer to a plain `std` file: a full buffer costs one short
-//! write into the page cache, on the calling task's thread, which is cheaper than sending
-//! every line to tokio's blocking pool. Where the disk may stall, record from a task of
-//! its own fed by a channel. The buffer is flushed by [`CandumpRecorder::flush`] and on
-//! drop.
+//! Lines go through an 8 KiB buffer to a plain `std` file, written on the calling task's
+//! thread: a full buffer costs one short write into the page cache. Where the disk may
+//! stall, record from a task of its own fed by a channel. The buffer is flushed by
+//! [`CandumpRecorder::flush`] and on drop.
 //!
 //! A recording is a by-product: when writing it fails, [`RecordingBus`] logs the failure
 //! and the bus carries on, rather than losing the frame the caller asked for.

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use ringhub_proto::can::{CanFrame, CanId};
-use ringhub_proto::socketcand::{Decoder, Message};
+use ringhub_proto::socketcand::{BusName, Decoder, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -44,69 +44,76 @@ impl SocketcandBus {
     /// Connects to `addr`'s server and opens its bus in raw mode.
     pub async fn connect(addr: &SocketcandAddr) -> Result<Self, CanError> {
         let uri = format!("socketcand:{addr}");
-        let server = addr.server();
-        let handshake = async {
-            let stream = TcpStream::connect((addr.host.as_str(), addr.port))
-                .await
-                .map_err(|source| {
-                    transport(
-                        &uri,
-                        TransportError::Connect {
-                            address: server.clone(),
-                            source,
-                        },
-                    )
-                })?;
-            // Frames are small and latency matters more than packet count.
-            stream.set_nodelay(true).map_err(|source| {
-                transport(
-                    &uri,
-                    TransportError::Io {
-                        action: "set TCP_NODELAY",
-                        address: server.clone(),
-                        source,
-                    },
-                )
-            })?;
-            let mut bus = Self {
-                stream,
-                decoder: Decoder::new(),
-                read_buf: Box::new([0; READ_CHUNK]),
-                uri: uri.clone(),
-                server: server.clone(),
-            };
-            bus.expect(&Message::Hi, "< hi >").await?;
-            bus.write(&Message::Open(addr.bus.clone())).await?;
-            match bus.handshake_reply("< ok > or < error … >").await? {
-                Message::Ok => {}
-                Message::Error(text) => {
-                    let source = PeerError::Refused {
-                        address: server.clone(),
-                        bus_name: addr.bus.to_string(),
-                        text,
-                    };
-                    return Err(CanError::Peer {
-                        bus: uri.clone(),
-                        source,
-                    });
-                }
-                other => {
-                    return Err(bus.handshake_error("< ok > or < error … >", other.to_string()));
-                }
-            }
-            bus.write(&Message::RawMode).await?;
-            bus.expect(&Message::Ok, "< ok >").await?;
+        let attempt = async {
+            let mut bus = Self::connect_tcp(addr, &uri).await?;
+            bus.handshake(&addr.bus).await?;
             Ok(bus)
         };
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
             .await
             .unwrap_or_else(|_elapsed| {
+                let timeout_ms = HANDSHAKE_TIMEOUT.as_millis();
                 let source = TransportError::HandshakeTimeout {
-                    address: server.clone(),
-                    timeout_ms: HANDSHAKE_TIMEOUT.as_millis(),
+                    address: addr.server(),
+                    timeout_ms,
                 };
-                Err(transport(&uri, source))
+                Err(CanError::Transport {
+                    bus: uri.clone(),
+                    source,
+                })
             })
+    }
+
+    async fn connect_tcp(addr: &SocketcandAddr, uri: &str) -> Result<Self, CanError> {
+        let server = addr.server();
+        let failed = |source| CanError::Transport {
+            bus: uri.to_owned(),
+            source,
+        };
+        let stream = TcpStream::connect((addr.host.as_str(), addr.port))
+            .await
+            .map_err(|source| {
+                failed(TransportError::Connect {
+                    address: server.clone(),
+                    source,
+                })
+            })?;
+        // Frames are small and latency matters more than packet count.
+        stream.set_nodelay(true).map_err(|source| {
+            failed(TransportError::Io {
+                action: "set TCP_NODELAY",
+                address: server.clone(),
+                source,
+            })
+        })?;
+        Ok(Self {
+            stream,
+            decoder: Decoder::new(),
+            read_buf: Box::new([0; READ_CHUNK]),
+            uri: uri.to_owned(),
+            server,
+        })
+    }
+
+    /// `< hi >`, `< open BUS >`, `< ok >`, `< rawmode >`, `< ok >`.
+    async fn handshake(&mut self, bus: &BusName) -> Result<(), CanError> {
+        self.expect(&Message::Hi, "< hi >").await?;
+        self.write(&Message::Open(bus.clone())).await?;
+        let expected = "< ok > or < error … >";
+        match self.handshake_reply(expected).await? {
+            Message::Ok => {}
+            Message::Error(text) => {
+                let address = self.server.clone();
+                return Err(self.peer_error(PeerError::Refused {
+                    address,
+                    bus_name: bus.to_string(),
+                    text,
+                }));
+            }
+            other => return Err(self.handshake_error(expected, other.to_string())),
+        }
+        self.write(&Message::RawMode).await?;
+        self.expect(&Message::Ok, "< ok >").await
     }
 
     /// Reads one handshake message and checks it is `expected`.
@@ -132,15 +139,11 @@ impl SocketcandBus {
     }
 
     fn handshake_error(&self, expected: &'static str, got: String) -> CanError {
-        let source = PeerError::Handshake {
+        self.peer_error(PeerError::Handshake {
             address: self.server.clone(),
             expected,
             got,
-        };
-        CanError::Peer {
-            bus: self.uri.clone(),
-            source,
-        }
+        })
     }
 
     /// The next message, reading as needed. Cancel-safe: received bytes are kept in the
@@ -151,58 +154,60 @@ impl SocketcandBus {
                 Ok(Some(message)) => return Ok(message),
                 Ok(None) => {}
                 Err(source) => {
-                    let source = PeerError::MalformedMessage {
-                        address: self.server.clone(),
-                        source,
-                    };
-                    return Err(CanError::Peer {
-                        bus: self.uri.clone(),
-                        source,
-                    });
+                    let address = self.server.clone();
+                    return Err(self.peer_error(PeerError::MalformedMessage { address, source }));
                 }
             }
             let read = self.stream.read(&mut self.read_buf[..]).await;
             match read {
                 Ok(0) => {
-                    return Err(transport(
-                        &self.uri,
-                        TransportError::Closed {
-                            address: self.server.clone(),
-                        },
-                    ));
+                    return Err(self.transport_error(TransportError::Closed {
+                        address: self.server.clone(),
+                    }));
                 }
                 Ok(len) => self.decoder.feed(&self.read_buf[..len]),
                 Err(source) => {
-                    let source = TransportError::Io {
+                    let address = self.server.clone();
+                    return Err(self.transport_error(TransportError::Io {
                         action: "read",
-                        address: self.server.clone(),
+                        address,
                         source,
-                    };
-                    return Err(transport(&self.uri, source));
+                    }));
                 }
             }
         }
     }
 
     async fn write(&mut self, message: &Message) -> Result<(), CanError> {
-        self.stream
-            .write_all(&message.encode())
-            .await
-            .map_err(|source| {
-                transport(
-                    &self.uri,
-                    TransportError::Io {
-                        action: "write",
-                        address: self.server.clone(),
-                        source,
-                    },
-                )
+        let written = self.stream.write_all(&message.encode()).await;
+        written.map_err(|source| {
+            let address = self.server.clone();
+            self.transport_error(TransportError::Io {
+                action: "write",
+                address,
+                source,
             })
+        })
+    }
+
+    fn transport_error(&self, source: TransportError) -> CanError {
+        CanError::Transport {
+            bus: self.uri.clone(),
+            source,
+        }
+    }
+
+    fn peer_error(&self, source: PeerError) -> CanError {
+        CanError::Peer {
+            bus: self.uri.clone(),
+            source,
+        }
     }
 }
 
 impl CanBus for SocketcandBus {
     async fn recv(&mut self) -> Result<ReceivedFrame, CanError> {
+        let address = self.server.clone();
         match self.next_message().await? {
             Message::Frame {
                 frame,
@@ -211,26 +216,11 @@ impl CanBus for SocketcandBus {
                 frame,
                 timestamp_us,
             }),
-            Message::Error(text) => {
-                let source = PeerError::ServerError {
-                    address: self.server.clone(),
-                    text,
-                };
-                Err(CanError::Peer {
-                    bus: self.uri.clone(),
-                    source,
-                })
-            }
-            other => {
-                let source = PeerError::Unexpected {
-                    address: self.server.clone(),
-                    message: other.to_string(),
-                };
-                Err(CanError::Peer {
-                    bus: self.uri.clone(),
-                    source,
-                })
-            }
+            Message::Error(text) => Err(self.peer_error(PeerError::ServerError { address, text })),
+            other => Err(self.peer_error(PeerError::Unexpected {
+                address,
+                message: other.to_string(),
+            })),
         }
     }
 
@@ -246,12 +236,5 @@ impl CanBus for SocketcandBus {
             });
         }
         self.write(&Message::Send(frame)).await
-    }
-}
-
-fn transport(uri: &str, source: TransportError) -> CanError {
-    CanError::Transport {
-        bus: uri.to_owned(),
-        source,
     }
 }

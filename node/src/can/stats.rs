@@ -112,3 +112,111 @@ impl Meters {
         counter!(ERRORS, "bus" => self.bus.clone(), "kind" => kind.as_str()).increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString};
+
+    use super::*;
+
+    /// Keeps every counter as `name{label=value,…}` → value.
+    #[derive(Debug, Default)]
+    struct TestRecorder {
+        /// The counters registered so far.
+        counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    }
+
+    impl TestRecorder {
+        fn value(&self, key: &str) -> u64 {
+            let counters = self.counters.lock().unwrap();
+            counters
+                .get(key)
+                .unwrap_or_else(|| panic!("no counter {key}; have {:?}", counters.keys()))
+                .load(Ordering::Relaxed)
+        }
+    }
+
+    impl Recorder for TestRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels: Vec<_> = key
+                .labels()
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Counter::from_arc(
+                self.counters
+                    .lock()
+                    .unwrap()
+                    .entry(name)
+                    .or_default()
+                    .clone(),
+            )
+        }
+
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn numbers_and_metrics_count_the_same_events() {
+        let recorder = TestRecorder::default();
+        let stats = metrics::with_local_recorder(&recorder, || {
+            let mut meters = Meters::new("socketcan:can0".into());
+            meters.frame_received();
+            meters.frame_received();
+            meters.frame_sent();
+            meters.reconnected();
+            meters.error(ErrorKind::Malformed);
+            meters.error(ErrorKind::Malformed);
+            meters.error(ErrorKind::Closed);
+            meters.stats().clone()
+        });
+
+        assert_eq!(
+            (stats.frames_received, stats.frames_sent, stats.reconnects),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (
+                stats.errors_of(ErrorKind::Malformed),
+                stats.errors_of(ErrorKind::Closed)
+            ),
+            (2, 1)
+        );
+        assert_eq!(stats.errors_of(ErrorKind::Io), 0);
+
+        assert_eq!(
+            recorder.value("ringhub_can_frames_received_total{bus=socketcan:can0}"),
+            2
+        );
+        assert_eq!(
+            recorder.value("ringhub_can_frames_sent_total{bus=socketcan:can0}"),
+            1
+        );
+        assert_eq!(
+            recorder.value("ringhub_can_reconnects_total{bus=socketcan:can0}"),
+            1
+        );
+        assert_eq!(
+            recorder.value("ringhub_can_errors_total{bus=socketcan:can0,kind=malformed}"),
+            2
+        );
+        assert_eq!(
+            recorder.value("ringhub_can_errors_total{bus=socketcan:can0,kind=closed}"),
+            1
+        );
+    }
+}
