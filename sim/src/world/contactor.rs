@@ -31,7 +31,14 @@ pub struct Contactor {
 
 impl Contactor {
     pub fn new(operate_ms: u64, release_ms: u64) -> Self {
-        Self { commanded: false, closed: false, settles_at: None, operate_ms, release_ms, fault: None }
+        Self {
+            commanded: false,
+            closed: false,
+            settles_at: None,
+            operate_ms,
+            release_ms,
+            fault: None,
+        }
     }
 
     pub fn commanded(&self) -> bool {
@@ -59,7 +66,11 @@ impl Contactor {
             return;
         }
         self.commanded = close;
-        let delay = if close { self.operate_ms } else { self.release_ms };
+        let delay = if close {
+            self.operate_ms
+        } else {
+            self.release_ms
+        };
         self.settles_at = Some(now_ms + delay);
     }
 

@@ -83,7 +83,13 @@ pub fn islands(ties_closed: &[bool]) -> Vec<Vec<usize>> {
 }
 
 /// Solves every island for the step of `dt_ms` that follows `previous_voltage`.
-pub fn solve(ties_closed: &[bool], sources: &[Source], loads: &[Load], previous_voltage: &[f64], dt_ms: u64) -> Solution {
+pub fn solve(
+    ties_closed: &[bool],
+    sources: &[Source],
+    loads: &[Load],
+    previous_voltage: &[f64],
+    dt_ms: u64,
+) -> Solution {
     let n = ties_closed.len();
     let mut solution = Solution {
         islands: Vec::new(),
@@ -95,18 +101,31 @@ pub fn solve(ties_closed: &[bool], sources: &[Source], loads: &[Load], previous_
     for segments in islands(ties_closed) {
         let mut member = vec![false; n];
         segments.iter().for_each(|&s| member[s] = true);
-        let island_sources: Vec<usize> = (0..sources.len()).filter(|&i| member[sources[i].segment]).collect();
-        let island_loads: Vec<usize> = (0..loads.len()).filter(|&i| member[loads[i].segment]).collect();
+        let island_sources: Vec<usize> = (0..sources.len())
+            .filter(|&i| member[sources[i].segment])
+            .collect();
+        let island_loads: Vec<usize> = (0..loads.len())
+            .filter(|&i| member[loads[i].segment])
+            .collect();
         let capability: f64 = island_sources.iter().map(|&i| sources[i].capability).sum();
         let voltage = if capability <= 0.0 && island_loads.is_empty() {
-            let mean = segments.iter().map(|&s| previous_voltage[s]).sum::<f64>() / segments.len() as f64;
+            let mean =
+                segments.iter().map(|&s| previous_voltage[s]).sum::<f64>() / segments.len() as f64;
             mean * (-(dt_ms as f64) / DISCHARGE_TAU_MS).exp()
         } else {
-            let source_current = |i: usize, v: f64| ((sources[i].voltage - v) / SOURCE_RESISTANCE_OHM).clamp(0.0, sources[i].capability);
+            let source_current = |i: usize, v: f64| {
+                ((sources[i].voltage - v) / SOURCE_RESISTANCE_OHM).clamp(0.0, sources[i].capability)
+            };
             let load_current = |i: usize, v: f64| (v - loads[i].ocv) / loads[i].resistance;
             let surplus = |v: f64| {
-                island_sources.iter().map(|&i| source_current(i, v)).sum::<f64>()
-                    - island_loads.iter().map(|&i| load_current(i, v)).sum::<f64>()
+                island_sources
+                    .iter()
+                    .map(|&i| source_current(i, v))
+                    .sum::<f64>()
+                    - island_loads
+                        .iter()
+                        .map(|&i| load_current(i, v))
+                        .sum::<f64>()
                     - v / BLEED_RESISTANCE_OHM
             };
             let highest = island_sources
@@ -117,15 +136,33 @@ pub fn solve(ties_closed: &[bool], sources: &[Source], loads: &[Load], previous_
             let (mut lo, mut hi) = (0.0, highest + 1.0);
             for _ in 0..60 {
                 let mid = (lo + hi) / 2.0;
-                if surplus(mid) > 0.0 { lo = mid } else { hi = mid }
+                if surplus(mid) > 0.0 {
+                    lo = mid
+                } else {
+                    hi = mid
+                }
             }
             let v = (lo + hi) / 2.0;
-            island_sources.iter().for_each(|&i| solution.source_current[i] = source_current(i, v));
-            island_loads.iter().for_each(|&i| solution.load_current[i] = load_current(i, v));
+            island_sources
+                .iter()
+                .for_each(|&i| solution.source_current[i] = source_current(i, v));
+            island_loads
+                .iter()
+                .for_each(|&i| solution.load_current[i] = load_current(i, v));
             v
         };
-        segments.iter().for_each(|&s| solution.bus_voltage[s] = voltage);
-        tie_currents(&segments, ties_closed, sources, loads, &solution.source_current, &solution.load_current, &mut solution.tie_current);
+        segments
+            .iter()
+            .for_each(|&s| solution.bus_voltage[s] = voltage);
+        tie_currents(
+            &segments,
+            ties_closed,
+            sources,
+            loads,
+            &solution.source_current,
+            &solution.load_current,
+            &mut solution.tie_current,
+        );
         solution.islands.push(Island { segments, voltage });
     }
     solution
@@ -144,8 +181,18 @@ fn tie_currents(
     tie_current: &mut [f64],
 ) {
     let injection = |s: usize| {
-        let supplied: f64 = sources.iter().zip(source_current).filter(|(src, _)| src.segment == s).map(|(_, i)| i).sum();
-        let drawn: f64 = loads.iter().zip(load_current).filter(|(load, _)| load.segment == s).map(|(_, i)| i).sum();
+        let supplied: f64 = sources
+            .iter()
+            .zip(source_current)
+            .filter(|(src, _)| src.segment == s)
+            .map(|(_, i)| i)
+            .sum();
+        let drawn: f64 = loads
+            .iter()
+            .zip(load_current)
+            .filter(|(load, _)| load.segment == s)
+            .map(|(_, i)| i)
+            .sum();
         supplied - drawn
     };
     let mut cumulative = 0.0;
@@ -155,7 +202,11 @@ fn tie_currents(
         sums.push(cumulative);
     }
     let whole_ring = segments.iter().all(|&s| ties_closed[s]);
-    let circulating = if whole_ring { sums.iter().sum::<f64>() / sums.len() as f64 } else { 0.0 };
+    let circulating = if whole_ring {
+        sums.iter().sum::<f64>() / sums.len() as f64
+    } else {
+        0.0
+    };
     for (&s, sum) in segments.iter().zip(&sums) {
         if ties_closed[s] {
             tie_current[s] = sum - circulating;
@@ -170,8 +221,14 @@ mod tests {
     #[test]
     fn islands_are_arcs_between_open_ties() {
         assert_eq!(islands(&[true, true, true]), vec![vec![0, 1, 2]]);
-        assert_eq!(islands(&[false, false, false]), vec![vec![1], vec![2], vec![0]]);
-        assert_eq!(islands(&[true, true, false, true, false]), vec![vec![3, 4], vec![0, 1, 2]]);
+        assert_eq!(
+            islands(&[false, false, false]),
+            vec![vec![1], vec![2], vec![0]]
+        );
+        assert_eq!(
+            islands(&[true, true, false, true, false]),
+            vec![vec![3, 4], vec![0, 1, 2]]
+        );
         // Tie 3 closes the ring from 3 back to 0; tie 1 is the only gap.
         assert_eq!(islands(&[true, false, true, true]), vec![vec![2, 3, 0, 1]]);
     }
@@ -180,24 +237,54 @@ mod tests {
     fn parallel_modules_share_a_current_limited_load() {
         // Two modules at 450 V, 100 A each, feeding an EV at 400 V through 0.05 Ω.
         let sources = [
-            Source { segment: 0, voltage: 450.0, capability: 100.0 },
-            Source { segment: 1, voltage: 450.0, capability: 100.0 },
+            Source {
+                segment: 0,
+                voltage: 450.0,
+                capability: 100.0,
+            },
+            Source {
+                segment: 1,
+                voltage: 450.0,
+                capability: 100.0,
+            },
         ];
-        let loads = [Load { segment: 0, ocv: 400.0, resistance: 0.05 }];
+        let loads = [Load {
+            segment: 0,
+            ocv: 400.0,
+            resistance: 0.05,
+        }];
         let s = solve(&[true, false], &sources, &loads, &[0.0, 0.0], 10);
         assert_eq!(s.islands.len(), 1);
-        assert!((s.source_current[0] - 100.0).abs() < 1e-6 && (s.source_current[1] - 100.0).abs() < 1e-6);
+        assert!(
+            (s.source_current[0] - 100.0).abs() < 1e-6
+                && (s.source_current[1] - 100.0).abs() < 1e-6
+        );
         // The bleed resistor takes a few tens of milliamps.
-        assert!((s.load_current[0] - 200.0).abs() < 0.1, "{}", s.load_current[0]);
-        assert!((s.bus_voltage[0] - 410.0).abs() < 0.01, "400 V + 200 A × 0.05 Ω");
+        assert!(
+            (s.load_current[0] - 200.0).abs() < 0.1,
+            "{}",
+            s.load_current[0]
+        );
+        assert!(
+            (s.bus_voltage[0] - 410.0).abs() < 0.01,
+            "400 V + 200 A × 0.05 Ω"
+        );
         // Tie 0 carries segment 1's module current to segment 0 (negative: from 1 to 0).
-        assert!((s.tie_current[0] + 100.0).abs() < 0.1, "{:?}", s.tie_current);
+        assert!(
+            (s.tie_current[0] + 100.0).abs() < 0.1,
+            "{:?}",
+            s.tie_current
+        );
         assert_eq!(s.tie_current[1], 0.0, "tie 1 is open");
     }
 
     #[test]
     fn an_unloaded_bus_sits_at_the_setpoint_and_an_unfed_one_discharges() {
-        let sources = [Source { segment: 0, voltage: 500.0, capability: 50.0 }];
+        let sources = [Source {
+            segment: 0,
+            voltage: 500.0,
+            capability: 50.0,
+        }];
         let s = solve(&[false, false], &sources, &[], &[0.0, 300.0], 200);
         assert!((s.bus_voltage[0] - 500.0).abs() < 0.1);
         assert!((s.bus_voltage[1] - 300.0 / std::f64::consts::E).abs() < 1e-9);
@@ -205,7 +292,11 @@ mod tests {
 
     #[test]
     fn a_battery_alone_holds_its_bus() {
-        let loads = [Load { segment: 1, ocv: 380.0, resistance: 0.05 }];
+        let loads = [Load {
+            segment: 1,
+            ocv: 380.0,
+            resistance: 0.05,
+        }];
         let s = solve(&[false, false], &[], &loads, &[0.0, 0.0], 10);
         assert!((s.bus_voltage[1] - 380.0).abs() < 0.1);
         assert!(s.load_current[0].abs() < 0.1);
@@ -215,8 +306,16 @@ mod tests {
     fn around_a_closed_ring_current_splits_both_ways() {
         // Source on segment 0, load on segment 2 of a 4-segment closed ring: half goes
         // each way round.
-        let sources = [Source { segment: 0, voltage: 450.0, capability: 100.0 }];
-        let loads = [Load { segment: 2, ocv: 400.0, resistance: 0.05 }];
+        let sources = [Source {
+            segment: 0,
+            voltage: 450.0,
+            capability: 100.0,
+        }];
+        let loads = [Load {
+            segment: 2,
+            ocv: 400.0,
+            resistance: 0.05,
+        }];
         let s = solve(&[true; 4], &sources, &loads, &[0.0; 4], 10);
         assert!((s.tie_current[0] - 50.0).abs() < 0.1, "{:?}", s.tie_current);
         assert!((s.tie_current[1] - 50.0).abs() < 0.1);

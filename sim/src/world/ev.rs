@@ -64,7 +64,12 @@ pub struct Ev {
 
 impl Ev {
     pub fn new(spec: EvSpec) -> Result<Self, EvSpecError> {
-        let bad = |field, message: &str| Err(EvSpecError { field, message: message.to_owned() });
+        let bad = |field, message: &str| {
+            Err(EvSpecError {
+                field,
+                message: message.to_owned(),
+            })
+        };
         if !(150.0..=1000.0).contains(&spec.battery_v) {
             return bad("battery_v", "must be between 150 and 1000 V");
         }
@@ -82,7 +87,12 @@ impl Ev {
         }
         let nominal = spec.battery_v / (1.0 + OCV_SPAN * (spec.soc / 100.0 - 0.5));
         let ocv_at_empty = nominal * (1.0 - OCV_SPAN / 2.0);
-        Ok(Self { soc: spec.soc, ocv_at_empty, energy_kwh: 0.0, spec })
+        Ok(Self {
+            soc: spec.soc,
+            ocv_at_empty,
+            energy_kwh: 0.0,
+            spec,
+        })
     }
 
     pub fn soc(&self) -> f64 {
@@ -158,16 +168,37 @@ mod tests {
 
     #[test]
     fn requested_current_tapers_near_full() {
-        let ev = Ev::new(EvSpec { soc: 90.0, target_soc: 100.0, ..spec() }).unwrap();
+        let ev = Ev::new(EvSpec {
+            soc: 90.0,
+            target_soc: 100.0,
+            ..spec()
+        })
+        .unwrap();
         assert!((ev.requested_current() - 110.0).abs() < 1e-9);
-        let full = Ev::new(EvSpec { soc: 80.0, ..spec() }).unwrap();
+        let full = Ev::new(EvSpec {
+            soc: 80.0,
+            ..spec()
+        })
+        .unwrap();
         assert_eq!(full.requested_current(), 0.0);
     }
 
     #[test]
     fn a_bad_spec_names_its_field() {
-        let error = Ev::new(EvSpec { battery_v: 50.0, ..spec() }).unwrap_err();
+        let error = Ev::new(EvSpec {
+            battery_v: 50.0,
+            ..spec()
+        })
+        .unwrap_err();
         assert_eq!(error.field, "battery_v");
-        assert_eq!(Ev::new(EvSpec { max_current_a: 0.0, ..spec() }).unwrap_err().field, "max_current_a");
+        assert_eq!(
+            Ev::new(EvSpec {
+                max_current_a: 0.0,
+                ..spec()
+            })
+            .unwrap_err()
+            .field,
+            "max_current_a"
+        );
     }
 }

@@ -118,7 +118,8 @@ impl PowerModule {
         if self.tripped {
             return 0.0;
         }
-        let derate = ((SHUTDOWN_C - self.temperature) / (SHUTDOWN_C - DERATE_START_C)).clamp(0.0, 1.0);
+        let derate =
+            ((SHUTDOWN_C - self.temperature) / (SHUTDOWN_C - DERATE_START_C)).clamp(0.0, 1.0);
         self.ratings.max_power.0 * derate
     }
 
@@ -135,8 +136,15 @@ impl PowerModule {
             return 0.0;
         }
         let power_kw = self.power_setpoint.0.min(self.available_power());
-        let by_power = if bus_voltage > 1.0 { power_kw * 1000.0 / bus_voltage } else { f64::INFINITY };
-        self.current_limit.min(by_power).min(self.ratings.max_current.0 * 1.1).max(0.0)
+        let by_power = if bus_voltage > 1.0 {
+            power_kw * 1000.0 / bus_voltage
+        } else {
+            f64::INFINITY
+        };
+        self.current_limit
+            .min(by_power)
+            .min(self.ratings.max_current.0 * 1.1)
+            .max(0.0)
     }
 
     pub fn output_current(&self) -> f64 {
@@ -169,12 +177,19 @@ impl PowerModule {
         if now_ms.saturating_sub(self.last_command_ms) > COMMS_TIMEOUT_MS {
             self.comms_lost = true;
         }
-        let (target_v, target_i) =
-            if self.is_on() { (self.setpoint.0, self.current_setpoint.0) } else { (0.0, 0.0) };
+        let (target_v, target_i) = if self.is_on() {
+            (self.setpoint.0, self.current_setpoint.0)
+        } else {
+            (0.0, 0.0)
+        };
         self.output_voltage = ramp(self.output_voltage, target_v, VOLTAGE_RAMP_V_PER_S * dt);
         self.current_limit = ramp(self.current_limit, target_i, CURRENT_RAMP_A_PER_S * dt);
         let power_kw = self.output_voltage * self.output_current / 1000.0;
-        let fan_rise = if self.blocked_fan { BLOCKED_FAN_RISE_K } else { 0.0 };
+        let fan_rise = if self.blocked_fan {
+            BLOCKED_FAN_RISE_K
+        } else {
+            0.0
+        };
         let steady = AMBIENT_C + RISE_K_PER_KW * power_kw + fan_rise;
         self.temperature += (steady - self.temperature) * (1.0 - (-dt / THERMAL_TAU_S).exp());
         if self.temperature >= SHUTDOWN_C {
@@ -198,7 +213,11 @@ impl PowerModule {
             ModuleState::On
         };
         ModuleStatus {
-            output_voltage: Volts(round1(if self.is_on() { bus_voltage.clamp(0.0, 1000.0) } else { 0.0 })),
+            output_voltage: Volts(round1(if self.is_on() {
+                bus_voltage.clamp(0.0, 1000.0)
+            } else {
+                0.0
+            })),
             output_current: Amps(round1(self.output_current.clamp(0.0, 500.0))),
             temperature: Celsius(self.temperature.round().clamp(-40.0, 215.0)),
             state,
@@ -217,7 +236,11 @@ impl PowerModule {
 
     /// The enable command as last received, for the ground truth.
     pub fn commanded_output(&self) -> ModuleOutput {
-        if self.enabled { ModuleOutput::On } else { ModuleOutput::Off }
+        if self.enabled {
+            ModuleOutput::On
+        } else {
+            ModuleOutput::Off
+        }
     }
 
     pub fn is_tripped(&self) -> bool {
@@ -238,7 +261,11 @@ mod tests {
     use super::*;
 
     fn module() -> PowerModule {
-        let ratings = Ratings { max_power: Kilowatts(50.0), max_current: Amps(150.0), max_voltage: Volts(1000.0) };
+        let ratings = Ratings {
+            max_power: Kilowatts(50.0),
+            max_current: Amps(150.0),
+            max_voltage: Volts(1000.0),
+        };
         PowerModule::new(ratings, 0)
     }
 
@@ -248,7 +275,10 @@ mod tests {
         m.set_enabled(true, 0);
         m.set_setpoint(Volts(400.0), Amps(100.0), Kilowatts(50.0), 0);
         m.step(100, 100);
-        assert!((m.output_voltage() - 100.0).abs() < 1e-9, "1000 V/s for 100 ms");
+        assert!(
+            (m.output_voltage() - 100.0).abs() < 1e-9,
+            "1000 V/s for 100 ms"
+        );
         for t in 2..=5 {
             m.set_enabled(true, t * 100);
             m.step(100, t * 100);
@@ -262,8 +292,14 @@ mod tests {
         m.set_enabled(true, 0);
         m.set_setpoint(Volts(400.0), Amps(500.0), Kilowatts(50.0), 0);
         m.step(1_000, 1_000);
-        assert!((m.current_capability(400.0) - 125.0).abs() < 1e-9, "50 kW at 400 V");
-        assert!((m.current_capability(200.0) - 165.0).abs() < 1e-9, "110 % of 150 A");
+        assert!(
+            (m.current_capability(400.0) - 125.0).abs() < 1e-9,
+            "50 kW at 400 V"
+        );
+        assert!(
+            (m.current_capability(200.0) - 165.0).abs() < 1e-9,
+            "110 % of 150 A"
+        );
     }
 
     #[test]
@@ -276,13 +312,21 @@ mod tests {
             m.set_enabled(true, t * 1_000);
             m.step(1_000, t * 1_000);
         }
-        assert!((m.temperature() - 70.0).abs() < 1.0, "50 kW settles near 70 °C: {}", m.temperature());
+        assert!(
+            (m.temperature() - 70.0).abs() < 1.0,
+            "50 kW settles near 70 °C: {}",
+            m.temperature()
+        );
         m.set_blocked_fan(true);
         for t in 601..=1_200 {
             m.set_enabled(true, t * 1_000);
             m.step(1_000, t * 1_000);
         }
-        assert!(m.is_tripped(), "a blocked fan at full load trips it: {}", m.temperature());
+        assert!(
+            m.is_tripped(),
+            "a blocked fan at full load trips it: {}",
+            m.temperature()
+        );
         assert_eq!(m.current_capability(500.0), 0.0);
         assert!(m.faults().over_temperature);
     }
