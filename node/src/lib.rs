@@ -1,5 +1,17 @@
 //! The cabinet daemon's library (DESIGN.md §3): what `ringhub-node` and the `ringhub` CLI
-//! are built from. So far: the CAN transports (`can`) and the CLI's commands (`cli`).
+//! are built from.
+//!
+//! - `can`: the CAN transports (SocketCAN, socketcand, candump) behind one trait;
+//! - `connector`: the pure per-segment controller and the gun's session state machine;
+//! - `runtime`: the daemon that runs the controllers on the bus, with `store` (redb),
+//!   `publish` (Zenoh), `metrics` (Prometheus) and `options` (config and flags);
+//! - `cli`: the operator CLI's commands.
 
 pub mod can;
 pub mod cli;
+pub mod connector;
+pub mod metrics;
+pub mod options;
+pub mod publish;
+pub mod runtime;
+pub mod store;

@@ -6,4 +6,5 @@
 //! `world` is the pure core: ring physics, contactors, power modules, PLC firmware, EVs
 //! and the referee, all stepped with the time as an argument.
 
+pub mod server;
 pub mod world;

@@ -1,0 +1,349 @@
+//! The node's resolved settings: its cabinet's entry in the hub config, with the command
+//! line's overrides applied and every value checked (issue 5, "The node").
+//!
+//! ```text
+//!   ringhub-node --config deploy/hubs/demo.toml --node cab-a \
+//!       [--data-dir DIR] [--metrics 127.0.0.1:PORT] [--zenoh-listen EP]... \
+//!       [--zenoh-connect EP]... [--can URI] [--auth free|local|ocpp]
+//! ```
+//!
+//! A flag replaces the config's value; a repeatable flag given at least once replaces the
+//! whole list. Errors name what is wrong and where it came from (the flag, or the config
+//! field `cabinets[<id>].<field>`), so a typo is found at start, not at the first reconnect.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ringhub_proto::config::{AuthMode, CabinetId, HubConfig, HubId, Segment};
+
+use crate::can::{BusUri, UriError};
+use crate::store::Store;
+
+/// Values from the command line that replace the config's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--metrics HOST:PORT`.
+    pub metrics: Option<SocketAddr>,
+    /// `--zenoh-listen`, repeatable; `None` when not given.
+    pub zenoh_listen: Option<Vec<String>>,
+    /// `--zenoh-connect`, repeatable; `None` when not given.
+    pub zenoh_connect: Option<Vec<String>>,
+    /// `--can URI`, unparsed (parsed in [`NodeOptions::resolve`] so the error names the flag).
+    pub can: Option<String>,
+    /// `--auth`.
+    pub auth: Option<AuthMode>,
+}
+
+/// Everything the node runtime needs to know about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeOptions {
+    /// The hub, for Zenoh keys and metric labels.
+    pub hub: HubId,
+    /// This node's id, which is its cabinet's id.
+    pub node: CabinetId,
+    /// Where the store and (later) the Raft log live.
+    pub data_dir: PathBuf,
+    /// The Prometheus scrape address.
+    pub metrics: SocketAddr,
+    /// Zenoh endpoints to listen on.
+    pub zenoh_listen: Vec<String>,
+    /// Zenoh endpoints to connect to.
+    pub zenoh_connect: Vec<String>,
+    /// The cabinet's CAN bus.
+    pub can: BusUri,
+    /// Who may charge.
+    pub auth: AuthMode,
+    /// The accepted id tags with [`AuthMode::Local`].
+    pub local_auth_list: Vec<String>,
+    /// The cabinet's segments, in ring order, as the config describes them.
+    pub segments: Vec<Segment>,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A command-line flag, e.g. `--can`.
+    Flag(&'static str),
+    /// A field of the node's cabinet in the hub config.
+    Config {
+        cabinet: String,
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(flag) => write!(f, "flag {flag}"),
+            Self::Config { cabinet, field } => {
+                write!(f, "hub config cabinets[{cabinet}].{field}")
+            }
+        }
+    }
+}
+
+/// Why the options cannot be resolved: the operator's input is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// `--node` names no cabinet of the config.
+    #[error("node {node:?} is not a cabinet of hub {hub}; its cabinets are: {}", known.join(", "))]
+    UnknownNode {
+        node: String,
+        hub: String,
+        known: Vec<String>,
+    },
+    /// The CAN bus URI does not parse.
+    #[error("{source_of}: {error}")]
+    Can { source_of: Source, error: UriError },
+    /// A Zenoh endpoint does not parse, or is not TCP (the only transport this build has).
+    #[error("{source_of}: Zenoh endpoint {endpoint:?}: {reason}")]
+    Endpoint {
+        source_of: Source,
+        endpoint: String,
+        reason: String,
+    },
+    /// The node would listen nowhere, so no peer could reach it.
+    #[error("{0}: the node needs at least one Zenoh listen endpoint")]
+    NoListen(Source),
+    /// `--auth` has an unknown value.
+    #[error("flag --auth: {0:?} is not one of free, local, ocpp")]
+    Auth(String),
+}
+
+/// Parses `--auth free|local|ocpp` (for clap's `value_parser`).
+pub fn parse_auth(value: &str) -> Result<AuthMode, OptionsError> {
+    match value {
+        "free" => Ok(AuthMode::Free),
+        "local" => Ok(AuthMode::Local),
+        "ocpp" => Ok(AuthMode::Ocpp),
+        other => Err(OptionsError::Auth(other.to_owned())),
+    }
+}
+
+impl NodeOptions {
+    /// The settings of node `node` of `config`, with `overrides` applied.
+    pub fn resolve(
+        config: &HubConfig,
+        node: &str,
+        overrides: Overrides,
+    ) -> Result<NodeOptions, OptionsError> {
+        let cabinet = config
+            .cabinets
+            .iter()
+            .find(|c| c.id == node)
+            .ok_or_else(|| OptionsError::UnknownNode {
+                node: node.to_owned(),
+                hub: config.hub.id.to_string(),
+                known: config.cabinets.iter().map(|c| c.id.to_string()).collect(),
+            })?;
+        let field = |field: &'static str| Source::Config {
+            cabinet: cabinet.id.to_string(),
+            field,
+        };
+
+        let (can_uri, can_source) = match overrides.can {
+            Some(uri) => (uri, Source::Flag("--can")),
+            None => (cabinet.can.clone(), field("can")),
+        };
+        let can = BusUri::from_str(&can_uri).map_err(|error| OptionsError::Can {
+            source_of: can_source,
+            error,
+        })?;
+
+        let (zenoh_listen, listen_source) = match overrides.zenoh_listen {
+            Some(list) => (list, Source::Flag("--zenoh-listen")),
+            None => (cabinet.zenoh_listen.clone(), field("zenoh_listen")),
+        };
+        if zenoh_listen.is_empty() {
+            return Err(OptionsError::NoListen(listen_source));
+        }
+        check_endpoints(&zenoh_listen, &listen_source)?;
+        let (zenoh_connect, connect_source) = match overrides.zenoh_connect {
+            Some(list) => (list, Source::Flag("--zenoh-connect")),
+            None => (cabinet.zenoh_connect.clone(), field("zenoh_connect")),
+        };
+        check_endpoints(&zenoh_connect, &connect_source)?;
+
+        Ok(NodeOptions {
+            hub: config.hub.id.clone(),
+            node: cabinet.id.clone(),
+            data_dir: overrides
+                .data_dir
+                .unwrap_or_else(|| cabinet.data_dir.clone()),
+            metrics: overrides.metrics.unwrap_or(cabinet.metrics),
+            zenoh_listen,
+            zenoh_connect,
+            can,
+            auth: overrides.auth.unwrap_or(cabinet.auth),
+            local_auth_list: cabinet.local_auth_list.clone(),
+            segments: config.segments_of(&cabinet.id).cloned().collect(),
+        })
+    }
+
+    /// The store file in the data dir.
+    pub fn store_path(&self) -> PathBuf {
+        Store::path_in(&self.data_dir)
+    }
+}
+
+/// Checks that each endpoint parses as a Zenoh endpoint and is TCP.
+fn check_endpoints(endpoints: &[String], source: &Source) -> Result<(), OptionsError> {
+    for endpoint in endpoints {
+        let error = |reason: String| OptionsError::Endpoint {
+            source_of: source.clone(),
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let parsed =
+            zenoh::config::EndPoint::from_str(endpoint).map_err(|e| error(e.to_string()))?;
+        let protocol = parsed.protocol();
+        if protocol.as_str() != "tcp" {
+            return Err(error(format!(
+                "protocol {:?} is not available: this build carries only tcp",
+                protocol.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringhub_proto::config::SegmentId;
+
+    fn demo() -> HubConfig {
+        HubConfig::demo()
+    }
+
+    #[test]
+    fn config_values_without_overrides() {
+        let config = demo();
+        let options =
+            NodeOptions::resolve(&config, "cab-b", Overrides::default()).expect("resolve");
+        let cabinet = config
+            .cabinets
+            .iter()
+            .find(|c| c.id == "cab-b")
+            .expect("cab-b");
+        assert_eq!(options.hub, config.hub.id);
+        assert_eq!(options.node, cabinet.id);
+        assert_eq!(options.data_dir, cabinet.data_dir);
+        assert_eq!(options.metrics, cabinet.metrics);
+        assert_eq!(options.zenoh_listen, cabinet.zenoh_listen);
+        assert_eq!(options.zenoh_connect, cabinet.zenoh_connect);
+        assert_eq!(options.can.to_string(), cabinet.can);
+        assert_eq!(options.auth, cabinet.auth);
+        assert_eq!(options.local_auth_list, cabinet.local_auth_list);
+        let ids: Vec<SegmentId> = options.segments.iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![SegmentId(2), SegmentId(3)], "cab-b's segments");
+        assert_eq!(options.store_path(), cabinet.data_dir.join("node.redb"));
+    }
+
+    #[test]
+    fn flags_replace_config_values() {
+        let overrides = Overrides {
+            data_dir: Some("/var/lib/ringhub/test".into()),
+            metrics: Some("127.0.0.1:19101".parse().expect("addr")),
+            zenoh_listen: Some(vec!["tcp/127.0.0.1:17447".into()]),
+            zenoh_connect: Some(vec![]),
+            can: Some("socketcand:127.0.0.1:40000/cab-a".into()),
+            auth: Some(AuthMode::Ocpp),
+        };
+        let options = NodeOptions::resolve(&demo(), "cab-a", overrides).expect("resolve");
+        assert_eq!(options.data_dir, PathBuf::from("/var/lib/ringhub/test"));
+        assert_eq!(options.metrics.port(), 19101);
+        assert_eq!(options.zenoh_listen, vec!["tcp/127.0.0.1:17447".to_owned()]);
+        assert!(
+            options.zenoh_connect.is_empty(),
+            "an empty list replaces too"
+        );
+        assert_eq!(
+            options.can,
+            BusUri::from_str("socketcand:127.0.0.1:40000/cab-a").expect("uri")
+        );
+        assert_eq!(options.auth, AuthMode::Ocpp);
+        assert_eq!(options.node, "cab-a");
+    }
+
+    #[test]
+    fn an_unknown_node_lists_the_known_ones() {
+        let err =
+            NodeOptions::resolve(&demo(), "cab-z", Overrides::default()).expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            r#"node "cab-z" is not a cabinet of hub demo; its cabinets are: cab-a, cab-b, cab-c"#
+        );
+    }
+
+    #[test]
+    fn a_bad_can_uri_names_the_flag_or_the_field() {
+        let overrides = Overrides {
+            can: Some("sockcan:can0".into()),
+            ..Overrides::default()
+        };
+        let err = NodeOptions::resolve(&demo(), "cab-a", overrides).expect_err("bad flag");
+        let message = err.to_string();
+        assert!(message.starts_with("flag --can: "), "{message}");
+        assert!(message.contains("sockcan"), "{message}");
+
+        let mut config = demo();
+        config.cabinets[1].can = "socketcand:127.0.0.1/cab-b".into();
+        let err =
+            NodeOptions::resolve(&config, "cab-b", Overrides::default()).expect_err("bad field");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("hub config cabinets[cab-b].can: "),
+            "{message}"
+        );
+        assert!(matches!(
+            err,
+            OptionsError::Can {
+                error: UriError::MissingPort(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_zenoh_endpoints_are_refused() {
+        let overrides = Overrides {
+            zenoh_connect: Some(vec!["tcp/127.0.0.1:7448".into(), "nonsense".into()]),
+            ..Overrides::default()
+        };
+        let err = NodeOptions::resolve(&demo(), "cab-a", overrides).expect_err("bad endpoint");
+        let message = err.to_string();
+        assert!(message.starts_with("flag --zenoh-connect: "), "{message}");
+        assert!(message.contains("\"nonsense\""), "{message}");
+
+        let overrides = Overrides {
+            zenoh_listen: Some(vec!["udp/127.0.0.1:7447".into()]),
+            ..Overrides::default()
+        };
+        let err = NodeOptions::resolve(&demo(), "cab-a", overrides).expect_err("udp");
+        assert!(err.to_string().contains("only tcp"), "{err}");
+
+        let mut config = demo();
+        config.cabinets[0].zenoh_listen.clear();
+        let err = NodeOptions::resolve(&config, "cab-a", Overrides::default()).expect_err("none");
+        assert_eq!(
+            err.to_string(),
+            "hub config cabinets[cab-a].zenoh_listen: the node needs at least one Zenoh listen endpoint"
+        );
+    }
+
+    #[test]
+    fn auth_flag_values() {
+        assert_eq!(parse_auth("free"), Ok(AuthMode::Free));
+        assert_eq!(parse_auth("local"), Ok(AuthMode::Local));
+        assert_eq!(parse_auth("ocpp"), Ok(AuthMode::Ocpp));
+        assert_eq!(
+            parse_auth("Free").map_err(|e| e.to_string()),
+            Err(r#"flag --auth: "Free" is not one of free, local, ocpp"#.to_owned())
+        );
+    }
+}

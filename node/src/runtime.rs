@@ -1,0 +1,418 @@
+//! The cabinet daemon: one task owns the cabinet's CAN bus and its segment controllers
+//! and runs them on frames and a fast tick; a second publishes what they show on Zenoh
+//! and to Prometheus. In the style of mini-redis: a shutdown signal observed by both, and
+//! errors that say which part failed.
+//!
+//! ```text
+//!              ┌──────────── control task ─────────────┐
+//!  CAN bus ───►│ decode ─► SegmentController (per seg) │───► CAN bus
+//!              │   ▲ tick 10 ms        │ events        │
+//!              │   └── auth decisions ◄┤ (store, log)  │
+//!              └───────────────────────┼───────────────┘
+//!                           snapshots (watch)
+//!                                      ▼
+//!                     publish task: Zenoh ≥ 5 Hz and on change, Prometheus
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringhub_proto::can::messages::AuthStatus;
+use ringhub_proto::can::{CanFrame, CanMessage};
+use ringhub_proto::config::{AuthMode, GunId, HubConfig, Tie};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::can::{CanBus, ReconnectPolicy, ReconnectingBus};
+use crate::connector::{
+    AuthDecision, AuthPolicy, ConnectorEvent, GunSetup, IdToken, ModuleSetup, SegmentController,
+    SegmentSetup, SegmentSnapshot, Timing,
+};
+use crate::options::NodeOptions;
+use crate::publish::{self, Catalog, Origin, Publisher};
+use crate::store::{PendingToken, Store, StoreError};
+
+/// How often the publish task sends everything even when nothing changed.
+const PUBLISH_PERIOD: Duration = Duration::from_millis(200);
+/// Longest wait for the bus when sending; a periodic frame that misses it goes out with
+/// the next period.
+const SEND_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Why the node could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
+    #[error("zenoh session: {0}")]
+    Zenoh(String),
+}
+
+/// The controllers' setups for this node's segments.
+pub fn segment_setups(options: &NodeOptions) -> Vec<SegmentSetup> {
+    let auth = match options.auth {
+        AuthMode::Free => AuthPolicy::Free,
+        AuthMode::Local | AuthMode::Ocpp => AuthPolicy::Token,
+    };
+    options
+        .segments
+        .iter()
+        .map(|segment| SegmentSetup {
+            segment: segment.id,
+            slot: segment.plc_slot,
+            tie_fitted: segment.tie == Tie::Fitted,
+            gun: segment.gun.as_ref().map(|g| GunSetup {
+                id: g.id,
+                max_current: g.max_current,
+                max_voltage: g.max_voltage,
+            }),
+            modules: segment
+                .modules
+                .iter()
+                .map(|m| ModuleSetup {
+                    id: m.id,
+                    address: m.address,
+                    max_power: m.max_power,
+                    max_current: m.max_current,
+                    max_voltage: m.max_voltage,
+                })
+                .collect(),
+            auth,
+            timing: Timing::default(),
+        })
+        .collect()
+}
+
+/// Runs the node until `shutdown` turns true.
+pub async fn run(
+    config: &HubConfig,
+    options: NodeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    crate::metrics::install(options.metrics)?;
+    crate::can::describe_metrics();
+    std::fs::create_dir_all(&options.data_dir).map_err(|source| NodeError::DataDir {
+        path: options.data_dir.display().to_string(),
+        source,
+    })?;
+    let store_path = options.store_path();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open(store_path))
+            .await
+            .map_err(join_error)??,
+    );
+    tracing::info!(store = %store.path().display(), "store open");
+
+    let zenoh_config = publish::zenoh_config(&options.zenoh_listen, &options.zenoh_connect)?;
+    let session = zenoh::open(zenoh_config)
+        .await
+        .map_err(|e| NodeError::Zenoh(e.to_string()))?;
+    let origin = Origin {
+        hub: options.hub.clone(),
+        node: options.node.clone(),
+        boot_id: publish::new_boot_id(),
+        started_unix_ms: publish::unix_ms(),
+    };
+    let publisher =
+        Publisher::new(session, origin, Catalog::from_config(config, &options.node)).await?;
+    let (snapshots_tx, snapshots_rx) = watch::channel(Published::default());
+    let publish_task = tokio::spawn(publish_loop(
+        publisher,
+        snapshots_rx,
+        options.hub.to_string(),
+        options.node.to_string(),
+        shutdown.clone(),
+    ));
+
+    let control = Control::new(&options, store, snapshots_tx).await?;
+    control.run(shutdown).await;
+    if let Ok(Err(error)) = publish_task.await {
+        tracing::warn!(%error, "publisher ended with an error");
+    }
+    Ok(())
+}
+
+fn join_error(error: tokio::task::JoinError) -> NodeError {
+    NodeError::Zenoh(format!("blocking task failed: {error}"))
+}
+
+/// What the control task hands the publisher.
+#[derive(Debug, Clone, Default)]
+struct Published {
+    /// The segments now.
+    snapshots: Vec<SegmentSnapshot>,
+    /// Bumped when something an observer must see at once changed (status, fault, session).
+    urgent: u64,
+}
+
+/// The control task's state.
+struct Control {
+    /// The cabinet's bus.
+    bus: ReconnectingBus,
+    /// One controller per segment.
+    controllers: Vec<SegmentController>,
+    /// Crash-safe pending tokens.
+    store: Arc<Store>,
+    /// Who decides tokens.
+    auth: AuthMode,
+    /// Accepted id tags for local authorisation.
+    local_list: Vec<String>,
+    /// Snapshots for the publisher.
+    snapshots: watch::Sender<Published>,
+    /// Urgent publications so far.
+    urgent: u64,
+    /// When the snapshots were last handed over.
+    last_handover: Instant,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("bus", &self.bus.uri())
+            .field("controllers", &self.controllers.len())
+            .finish()
+    }
+}
+
+impl Control {
+    async fn new(
+        options: &NodeOptions,
+        store: Arc<Store>,
+        snapshots: watch::Sender<Published>,
+    ) -> Result<Self, NodeError> {
+        let now = Instant::now();
+        let mut controllers: Vec<SegmentController> = segment_setups(options)
+            .into_iter()
+            .map(|setup| SegmentController::new(setup, now))
+            .collect();
+        let reader = store.clone();
+        let pending = tokio::task::spawn_blocking(move || reader.tokens())
+            .await
+            .map_err(join_error)??;
+        for (gun, token) in pending {
+            let decision = match token.decision {
+                AuthStatus::Accepted => Some(AuthDecision::Accepted),
+                AuthStatus::Rejected => Some(AuthDecision::Rejected),
+                AuthStatus::None | AuthStatus::Ongoing => None,
+            };
+            if let Some(controller) = controllers
+                .iter_mut()
+                .find(|c| c.setup().gun.is_some_and(|g| g.id == gun))
+            {
+                tracing::info!(%gun, token = %token.token, ?decision, "replaying a pending token from before the restart");
+                controller.restore_token(token.token, decision, now);
+            }
+        }
+        Ok(Self {
+            bus: ReconnectingBus::new(options.can.clone(), ReconnectPolicy::default()),
+            controllers,
+            store,
+            auth: options.auth,
+            local_list: options.local_auth_list.clone(),
+            snapshots,
+            urgent: 0,
+            last_handover: now,
+        })
+    }
+
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let tick_period = Timing::default().tick;
+        let mut tick = tokio::time::interval(tick_period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        tracing::info!(bus = %self.bus.uri(), segments = self.controllers.len(), "control loop running");
+        loop {
+            tokio::select! {
+                received = self.bus.recv() => match received {
+                    Ok(received) => self.handle_frame(received.frame),
+                    Err(error) => {
+                        tracing::error!(%error, "CAN bus gave up");
+                        break;
+                    }
+                },
+                _ = tick.tick() => {
+                    let started = Instant::now();
+                    for controller in &mut self.controllers {
+                        controller.handle_timeout(started);
+                    }
+                    crate::metrics::record_tick(started.elapsed());
+                }
+                _ = shutdown.changed() => break,
+            }
+            self.flush().await;
+        }
+        tracing::info!("control loop stopped");
+    }
+
+    fn handle_frame(&mut self, frame: CanFrame) {
+        let now = Instant::now();
+        match CanMessage::decode(&frame) {
+            Ok(message) => {
+                for controller in &mut self.controllers {
+                    controller.handle_frame(&message, now);
+                }
+            }
+            Err(error) => {
+                metrics::counter!("ringhub_can_decode_errors_total", "bus" => self.bus.uri().to_string()).increment(1);
+                tracing::debug!(%frame, %error, "frame did not decode");
+            }
+        }
+    }
+
+    /// Sends what the controllers want sent, handles their events, and hands snapshots
+    /// to the publisher.
+    async fn flush(&mut self) {
+        for i in 0..self.controllers.len() {
+            while let Some(message) = self.controllers[i].poll_transmit() {
+                let Ok(frame) = message.encode() else {
+                    tracing::error!(?message, "controller produced an unencodable frame");
+                    continue;
+                };
+                match tokio::time::timeout(SEND_TIMEOUT, self.bus.send(frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!(%error, "send failed"),
+                    Err(_) => tracing::debug!(%frame, "bus not ready; frame dropped"),
+                }
+            }
+            while let Some(event) = self.controllers[i].poll_event() {
+                self.handle_event(i, event).await;
+            }
+        }
+        let now = Instant::now();
+        let urgent = self.snapshots.borrow().urgent != self.urgent;
+        if urgent || now.duration_since(self.last_handover) >= PUBLISH_PERIOD / 4 {
+            self.last_handover = now;
+            let snapshots = self.controllers.iter().map(|c| c.snapshot(now)).collect();
+            self.snapshots.send_replace(Published {
+                snapshots,
+                urgent: self.urgent,
+            });
+        }
+    }
+
+    async fn handle_event(&mut self, index: usize, event: ConnectorEvent) {
+        match event {
+            ConnectorEvent::Authorize { gun, token } => {
+                // Stored before it is decided, so a restart asks again instead of forgetting it.
+                self.persist(gun, &token, AuthStatus::Ongoing).await;
+                let decision = self.decide(&token);
+                let status = if decision == AuthDecision::Accepted {
+                    AuthStatus::Accepted
+                } else {
+                    AuthStatus::Rejected
+                };
+                self.persist(gun, &token, status).await;
+                tracing::info!(%gun, %token, ?decision, "authorisation");
+                self.controllers[index].handle_auth_decision(&token, decision, Instant::now());
+            }
+            ConnectorEvent::SessionEnded {
+                gun,
+                reason,
+                energy,
+            } => {
+                tracing::info!(%gun, ?reason, energy_kwh = energy.0, "session ended");
+                let store = self.store.clone();
+                match tokio::task::spawn_blocking(move || store.remove_token(gun)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "could not remove the pending token"),
+                    Err(error) => tracing::error!(%error, "store task failed"),
+                }
+                self.urgent += 1;
+            }
+            ConnectorEvent::SessionStarted {
+                gun,
+                token,
+                meter_start,
+            } => {
+                tracing::info!(%gun, token = ?token.map(|t| t.to_string()), meter_start_kwh = meter_start.0, "session started");
+                self.urgent += 1;
+            }
+            ConnectorEvent::StatusChanged { gun, status } => {
+                tracing::info!(%gun, ?status, "status");
+                self.urgent += 1;
+            }
+            ConnectorEvent::IdentityReceived { gun, identity } => {
+                tracing::info!(%gun, mac = %identity.mac, emaid = ?identity.emaid, "EV identity");
+            }
+            ConnectorEvent::Fault { fault, raised } => {
+                if raised {
+                    tracing::warn!(code = %fault.code, subject = %fault.subject, detail = %fault.detail, "fault raised");
+                } else {
+                    tracing::info!(code = %fault.code, subject = %fault.subject, "fault cleared");
+                }
+                self.urgent += 1;
+            }
+        }
+    }
+
+    /// Local authorisation. OCPP authorisation arrives with the OCPP issue; until then an
+    /// `ocpp` cabinet decides from its local list, as a charge point does offline.
+    fn decide(&self, token: &IdToken) -> AuthDecision {
+        let tag = token.id_tag();
+        let listed = self
+            .local_list
+            .iter()
+            .any(|accepted| accepted.eq_ignore_ascii_case(tag));
+        match self.auth {
+            AuthMode::Free => AuthDecision::Accepted,
+            AuthMode::Local | AuthMode::Ocpp if listed => AuthDecision::Accepted,
+            AuthMode::Local | AuthMode::Ocpp => AuthDecision::Rejected,
+        }
+    }
+
+    async fn persist(&self, gun: GunId, token: &IdToken, decision: AuthStatus) {
+        let store = self.store.clone();
+        let pending = PendingToken {
+            token: token.clone(),
+            decision,
+            stored_unix_ms: publish::unix_ms(),
+        };
+        match tokio::task::spawn_blocking(move || store.put_token(gun, &pending)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "could not store the pending token"),
+            Err(error) => tracing::error!(%error, "store task failed"),
+        }
+    }
+}
+
+/// Publishes snapshots on Zenoh and records them in Prometheus: at once when something
+/// urgent changed, and every [`PUBLISH_PERIOD`] regardless.
+async fn publish_loop(
+    mut publisher: Publisher,
+    mut snapshots: watch::Receiver<Published>,
+    hub: String,
+    cabinet: String,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), publish::PublishError> {
+    let mut period = tokio::time::interval(PUBLISH_PERIOD);
+    period.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut urgent_seen = 0;
+    loop {
+        tokio::select! {
+            _ = period.tick() => {}
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if snapshots.borrow().urgent == urgent_seen {
+                    continue;
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+        let published = snapshots.borrow_and_update().clone();
+        urgent_seen = published.urgent;
+        crate::metrics::record(&published.snapshots, &hub, &cabinet);
+        if let Err(error) = publisher.publish(&published.snapshots).await {
+            tracing::warn!(%error, "publish failed");
+        }
+    }
+    publisher.close().await
+}
