@@ -168,7 +168,7 @@ pub const PHASES: [SessionPhase; 8] = [
 ];
 
 /// Every fault code, for the per-code series.
-pub const FAULT_CODES: [FaultCode; 11] = [
+pub const FAULT_CODES: [FaultCode; 12] = [
     FaultCode::ContactorWelded,
     FaultCode::ContactorFailedToClose,
     FaultCode::OpenUnderLoad,
@@ -180,6 +180,7 @@ pub const FAULT_CODES: [FaultCode; 11] = [
     FaultCode::ModuleOvertemp,
     FaultCode::ModuleSilent,
     FaultCode::ModuleFault,
+    FaultCode::EmergencyStop,
 ];
 
 /// A code's place in [`FAULT_CODES`]. Exhaustive, so that a new code fails to compile
@@ -197,6 +198,7 @@ fn code_index(code: FaultCode) -> usize {
         FaultCode::ModuleOvertemp => 8,
         FaultCode::ModuleSilent => 9,
         FaultCode::ModuleFault => 10,
+        FaultCode::EmergencyStop => 11,
     }
 }
 

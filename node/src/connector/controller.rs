@@ -105,8 +105,9 @@ fn bit(contactors: Contactors, which: Which) -> bool {
     }
 }
 
-/// The controller of one segment.
-#[derive(Debug)]
+/// The controller of one segment. Cloning it forks the whole state (for what-if runs
+/// and benchmarks).
+#[derive(Debug, Clone)]
 pub struct SegmentController {
     /// As configured.
     pub(super) setup: SegmentSetup,
@@ -132,6 +133,9 @@ pub struct SegmentController {
     pub(super) gun: Option<GunSession>,
     /// Messages to send.
     outbox: VecDeque<CanMessage>,
+    /// Messages that go out before the periodic ones, in the order they were made:
+    /// relay commands and config writes.
+    urgent: VecDeque<CanMessage>,
     /// Events to report.
     pub(super) events: VecDeque<ConnectorEvent>,
     /// Next host heartbeat.
@@ -173,6 +177,7 @@ impl SegmentController {
             out_of_service: false,
             gun,
             outbox: VecDeque::new(),
+            urgent: VecDeque::new(),
             events: VecDeque::new(),
             next_heartbeat: now,
             next_command: now,
@@ -435,6 +440,14 @@ impl SegmentController {
                 || "meter and shunt differ beyond 2 A / 3 %".into(),
                 uptime,
             );
+            let info = self.plc.info;
+            let pressed = info.is_some_and(|i| i.emergency_stop || i.rcd_trip);
+            let why = || match info {
+                Some(i) if i.emergency_stop => "the emergency stop is pressed".to_owned(),
+                _ => "the residual-current device tripped".to_owned(),
+            };
+            self.faults
+                .set(FaultCode::EmergencyStop, &gun, pressed, why, uptime);
             if self
                 .plc
                 .info
@@ -528,7 +541,7 @@ impl SegmentController {
                 closed: self.relays.desired,
                 emergency: self.relays.emergency,
             };
-            self.outbox.push_front(CanMessage::Plc {
+            self.urgent.push_back(CanMessage::Plc {
                 slot,
                 message: PlcMessage::RelayCommand(command),
             });
@@ -629,7 +642,7 @@ impl SegmentController {
 
     /// Writes a PLC config parameter.
     pub(super) fn write_config(&mut self, write: ConfigWrite) {
-        self.outbox.push_front(CanMessage::Plc {
+        self.urgent.push_back(CanMessage::Plc {
             slot: self.setup.slot,
             message: PlcMessage::ConfigWrite(write),
         });
@@ -647,7 +660,7 @@ impl SegmentController {
 
     /// The next message to put on the bus.
     pub fn poll_transmit(&mut self) -> Option<CanMessage> {
-        self.outbox.pop_front()
+        self.urgent.pop_front().or_else(|| self.outbox.pop_front())
     }
 
     /// The next event.

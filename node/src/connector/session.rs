@@ -27,6 +27,8 @@ const PRECHARGE_CURRENT_A: f64 = 5.0;
 const OPEN_BELOW_A: f64 = 5.0;
 /// Below this the connector counts as de-energised, for unlocking.
 const DEENERGISED_A: f64 = 1.0;
+/// Below this a bus is de-energised (DESIGN.md S3's 60 V).
+const DEAD_BUS_V: f64 = 60.0;
 /// The EV asks for less than this: it draws nothing (SuspendedEV).
 const EV_IDLE_A: f64 = 1.0;
 /// Precharge must finish within this.
@@ -102,10 +104,11 @@ impl GunSession {
         }
     }
 
-    /// An EV is connected (control pilot B, C or D).
+    /// An EV may be connected: anything but control pilot A. In E (pilot error) and F
+    /// (EVSE not available) the EV is still there as far as anyone knows, so the session
+    /// is stopped, not forgotten.
     pub(super) fn plugged(&self, plc: &PlcView) -> bool {
-        plc.info
-            .is_some_and(|i| matches!(i.cp, CpState::B | CpState::C | CpState::D))
+        plc.info.is_some_and(|i| i.cp != CpState::A)
     }
 
     /// The EV should be told to stop (EVSENotification StopCharging).
@@ -138,7 +141,8 @@ impl GunSession {
 }
 
 /// Faults that stop a session and keep the gun from starting another while active.
-const BLOCKING: [FaultCode; 6] = [
+const BLOCKING: [FaultCode; 7] = [
+    FaultCode::EmergencyStop,
     FaultCode::ContactorWelded,
     FaultCode::OpenUnderLoad,
     FaultCode::IsolationFault,
@@ -338,6 +342,12 @@ impl SegmentController {
         if self.out_of_service {
             return Some(StopReason::Fault(FaultCode::ContactorWelded));
         }
+        if let Some(cp) = info
+            .map(|i| i.cp)
+            .filter(|cp| matches!(cp, CpState::E | CpState::F))
+        {
+            return Some(StopReason::PilotFault(cp));
+        }
         if gun.stop_requested || !gun.available {
             return Some(StopReason::Remote);
         }
@@ -380,8 +390,47 @@ impl SegmentController {
         Some(reason)
     }
 
+    /// An emergency stop (the button, or the RCD) opens the gun contactor at once, without
+    /// waiting for current to fall: the one case where S4 allows opening under load. If
+    /// current flows, that is latched as its own fault for an operator.
+    fn emergency_open(&mut self, now: Instant) {
+        let Some(gun) = &self.gun else { return };
+        let energised = self.relays.wanted(Which::Gun)
+            || self.plc.feedback.is_some_and(|f| f.closed.gun & 1 == 1);
+        if !energised {
+            return;
+        }
+        let reason = match gun.state {
+            State::RampingDown { reason, .. } | State::OpeningGc { reason, .. } => reason,
+            _ => StopReason::Fault(FaultCode::EmergencyStop),
+        };
+        self.relays.emergency = true;
+        self.relays.set(Which::Gun, false, now);
+        for m in &mut self.modules {
+            m.setpoint.current = Amps(0.0);
+        }
+        if let Some(current) = self.gun_current(now).filter(|i| *i >= OPEN_BELOW_A) {
+            let subject = format!("segment {} gc", self.setup.segment);
+            let uptime = self.uptime(now);
+            self.faults.raise(
+                FaultCode::OpenUnderLoad,
+                &subject,
+                format!("emergency stop opened it carrying {current:.1} A"),
+                uptime,
+            );
+        }
+        if let Some(g) = self.gun_mut()
+            && !matches!(g.state, State::OpeningGc { .. })
+        {
+            g.state = State::OpeningGc { since: now, reason };
+        }
+    }
+
     /// Advances the gun's session.
     pub(super) fn step_session(&mut self, now: Instant) {
+        if self.faults.any(FaultCode::EmergencyStop) {
+            self.emergency_open(now);
+        }
         let Some(gun) = self.gun.clone() else {
             self.release_modules(now);
             return;
@@ -405,9 +454,13 @@ impl SegmentController {
         let plc_accepted = info.is_some_and(|i| i.auth == AuthStatus::Accepted);
         match gun.state {
             State::Idle => {
+                // An emergency open is over once the EV has left.
+                self.relays.emergency = false;
                 self.release_modules(now);
                 self.relays.set(Which::Gun, false, now);
-                if plugged && gun.available && !self.blocked() {
+                let ready =
+                    info.is_some_and(|i| matches!(i.cp, CpState::B | CpState::C | CpState::D));
+                if ready && gun.available && !self.blocked() {
                     self.meter.reset_energy();
                     if let Some(g) = self.gun_mut() {
                         g.state = State::Authorising;
@@ -594,7 +647,6 @@ impl SegmentController {
                     || !self.plc_online(now)
                 {
                     // A gun contactor still closed now is a weld: supervision latches it.
-                    self.relays.emergency = false;
                     self.release_modules(now);
                     self.finish(reason);
                 }
@@ -602,9 +654,13 @@ impl SegmentController {
             State::Finished { .. } => {
                 self.release_modules(now);
                 self.relays.set(Which::Gun, false, now);
-                let gc_open = self.plc.feedback.is_none_or(|f| f.closed.gun & 1 == 0);
-                let deenergised =
-                    gc_open && self.gun_current(now).is_none_or(|i| i < DEENERGISED_A);
+                // De-energised: no current, and either the gun contactor is open or the bus
+                // behind it is dead (a welded contactor must not hold the EV forever).
+                let feedback = self.plc.feedback;
+                let gc_open = feedback.is_none_or(|f| f.closed.gun & 1 == 0);
+                let bus_dead = feedback.is_some_and(|f| f.bus_voltage.0 < DEAD_BUS_V);
+                let deenergised = (gc_open || bus_dead)
+                    && self.gun_current(now).is_none_or(|i| i < DEENERGISED_A);
                 // Unlock only when de-energised.
                 if deenergised && gun.lock_written == Some(LockCommand::Lock) {
                     self.write_lock(LockCommand::Unlock);
@@ -629,6 +685,9 @@ impl SegmentController {
                         g.identity = None;
                         g.lock_written = None;
                     }
+                    // The last session frame describes the EV that left; the next EV's
+                    // session must not be judged by it.
+                    self.plc.session = None;
                     self.write_auth(AuthStatus::None);
                 }
             }

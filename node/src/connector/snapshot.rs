@@ -183,6 +183,8 @@ pub enum StopReason {
     Rejected,
     /// The high-level session failed.
     HlcFailed(ringhub_proto::can::messages::HlcError),
+    /// The control pilot went to E (pilot error) or F (EVSE not available).
+    PilotFault(CpState),
     /// A fault stopped it.
     Fault(FaultCode),
 }
@@ -247,6 +249,8 @@ pub enum FaultCode {
     ModuleSilent,
     /// A module reports a fault.
     ModuleFault,
+    /// The dispenser's emergency stop was pressed, or its residual-current device tripped.
+    EmergencyStop,
 }
 
 impl FaultCode {
@@ -264,6 +268,7 @@ impl FaultCode {
             Self::ModuleOvertemp => "MODULE_OVERTEMP",
             Self::ModuleSilent => "MODULE_SILENT",
             Self::ModuleFault => "MODULE_FAULT",
+            Self::EmergencyStop => "EMERGENCY_STOP",
         }
     }
 

@@ -749,3 +749,118 @@ fn the_gun_contactor_is_never_commanded_before_the_plc_confirms_authorisation_an
         SessionPhase::Authorising
     );
 }
+
+#[test]
+fn an_emergency_stop_opens_the_gun_contactor_in_the_same_call() {
+    let mut bench = Bench::new(AuthPolicy::Free);
+    let gun = bench.controller.gun.as_mut().unwrap();
+    gun.state = session::State::Charging;
+    bench
+        .controller
+        .relays
+        .set(controller::Which::Gun, true, bench.t0);
+    let meter = Meter {
+        source: MeterSource::PlcMeter,
+        valid: true,
+        voltage: Volts(400.0),
+        current: Amps(100.0),
+        energy: KilowattHours(1.0),
+    };
+    bench.feed(PlcMessage::Meter(meter));
+    bench.feed(info(CpState::C, AuthStatus::Accepted, LockState::Locked));
+    bench.sent();
+    bench.events();
+    let PlcMessage::ChargeInfo(mut pressed) =
+        info(CpState::C, AuthStatus::Accepted, LockState::Locked)
+    else {
+        unreachable!()
+    };
+    pressed.emergency_stop = true;
+    bench.feed(PlcMessage::ChargeInfo(pressed));
+    let commands = relay_commands(&bench.sent());
+    assert!(
+        commands.iter().any(|c| c.closed.gun == 0 && c.emergency),
+        "{commands:?}"
+    );
+    let raised: Vec<FaultCode> = bench
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ConnectorEvent::Fault {
+                fault,
+                raised: true,
+            } => Some(fault.code),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        raised.contains(&FaultCode::EmergencyStop) && raised.contains(&FaultCode::OpenUnderLoad),
+        "{raised:?}"
+    );
+}
+
+#[test]
+fn an_emergency_stop_during_charging_opens_at_once_as_an_emergency() {
+    let mut rig = Rig::new(AuthPolicy::Free);
+    rig.run(300);
+    rig.plug(0, 90.0);
+    rig.run_until(15_000, "full current", |r| {
+        r.gun(0).meter.is_some_and(|m| m.current.0 > 190.0)
+    });
+    rig.inject(FaultKind::EmergencyStop, 0, None);
+    let pressed_at = rig.world.now_ms();
+    rig.run_until(1_000, "gun contactor open", |r| {
+        r.world.state().segments[0]
+            .contactors
+            .iter()
+            .any(|c| c.name == "gc" && !c.closed)
+    });
+    let command_at = rig
+        .relay_commands
+        .iter()
+        .find(|(ms, c)| *ms >= pressed_at && c.closed.gun == 0)
+        .unwrap();
+    assert!(command_at.1.emergency);
+    assert!(
+        command_at.0 - pressed_at <= 20,
+        "commanded within a step or two: {} ms",
+        command_at.0 - pressed_at
+    );
+    let faults = rig.faults(0);
+    assert!(
+        faults.contains(&FaultCode::EmergencyStop) && faults.contains(&FaultCode::OpenUnderLoad),
+        "{faults:?}"
+    );
+    assert!(
+        rig.violations().is_empty(),
+        "an emergency open is allowed by S4: {:?}",
+        rig.violations()
+    );
+}
+
+#[test]
+fn config_writes_go_out_in_the_order_they_were_made() {
+    let mut bench = Bench::new(AuthPolicy::Free);
+    bench.sent();
+    bench.controller.write_auth(AuthStatus::None);
+    bench.controller.write_auth(AuthStatus::Accepted);
+    let writes: Vec<ConfigWrite> = bench
+        .sent()
+        .into_iter()
+        .filter_map(|m| match m {
+            CanMessage::Plc {
+                message: PlcMessage::ConfigWrite(w),
+                ..
+            } => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            ConfigWrite::AuthGranted(AuthStatus::None),
+            ConfigWrite::AuthGranted(AuthStatus::Accepted)
+        ],
+        "the last decision written is the one the PLC keeps"
+    );
+}

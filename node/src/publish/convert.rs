@@ -474,7 +474,9 @@ pub fn module_state(
 /// rest stop their scope.
 pub fn severity(code: FaultCode) -> v1::FaultSeverity {
     match code {
-        FaultCode::ContactorWelded | FaultCode::OpenUnderLoad => v1::FaultSeverity::Critical,
+        FaultCode::ContactorWelded | FaultCode::OpenUnderLoad | FaultCode::EmergencyStop => {
+            v1::FaultSeverity::Critical
+        }
         FaultCode::MeterFailure | FaultCode::MeterDisagreement => v1::FaultSeverity::Warning,
         FaultCode::ContactorFailedToClose
         | FaultCode::LockFailure

@@ -118,7 +118,7 @@ pub enum DropReason {
 }
 
 /// One transfer in progress.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Transfer {
     /// Transfer id from the header.
     id: u8,
@@ -135,7 +135,7 @@ struct Transfer {
 }
 
 /// Reassembles EV identities for every PLC slot of a bus.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Assembler {
     /// How long a transfer may take.
     timeout: Duration,

@@ -62,6 +62,10 @@ pub enum FaultKind {
     IsolationFault,
     /// A segment's PLC stops sending frames.
     PlcSilence,
+    /// A gun's control pilot fails (CP state E): the EV ends its session.
+    PilotError,
+    /// A gun's dispenser has its emergency stop pressed.
+    EmergencyStop,
 }
 
 /// What an action returns.

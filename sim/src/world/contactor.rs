@@ -27,6 +27,8 @@ pub struct Contactor {
     release_ms: u64,
     /// Injected failure.
     fault: Option<ContactorFault>,
+    /// The last open command carried the emergency flag (S4 allows opening under load then).
+    emergency_open: bool,
 }
 
 impl Contactor {
@@ -38,6 +40,7 @@ impl Contactor {
             operate_ms,
             release_ms,
             fault: None,
+            emergency_open: false,
         }
     }
 
@@ -60,10 +63,23 @@ impl Contactor {
         self.settles_at.is_none() && self.closed != self.commanded
     }
 
-    /// Tells the contactor to close or open.
-    pub fn command(&mut self, close: bool, now_ms: u64) {
+    /// Whether the open command in force was an emergency action.
+    pub fn opened_in_emergency(&self) -> bool {
+        self.emergency_open
+    }
+
+    /// Tells the contactor to close or open; `emergency` marks an open as an emergency
+    /// action.
+    pub fn command(&mut self, close: bool, emergency: bool, now_ms: u64) {
+        if !close {
+            // A repeated open command may escalate to an emergency, never the other way.
+            self.emergency_open |= emergency;
+        }
         if close == self.commanded {
             return;
+        }
+        if !close {
+            self.emergency_open = emergency;
         }
         self.commanded = close;
         let delay = if close {
@@ -108,11 +124,11 @@ mod tests {
     #[test]
     fn follows_its_command_after_the_delay() {
         let mut c = Contactor::new(30, 20);
-        c.command(true, 100);
+        c.command(true, false, 100);
         assert!(!c.step(129) && !c.is_closed());
         assert!(!c.disagrees(), "moving is not a disagreement");
         assert!(c.step(130) && c.is_closed());
-        c.command(false, 200);
+        c.command(false, false, 200);
         assert!(!c.step(219) && c.is_closed());
         assert!(c.step(220) && !c.is_closed());
     }
@@ -121,9 +137,9 @@ mod tests {
     fn a_welded_contactor_stays_closed_and_disagrees() {
         let mut c = Contactor::new(30, 30);
         c.set_fault(Some(ContactorFault::Welded));
-        c.command(true, 0);
+        c.command(true, false, 0);
         c.step(30);
-        c.command(false, 100);
+        c.command(false, false, 100);
         assert!(!c.step(200));
         assert!(c.is_closed());
         assert!(c.disagrees());
@@ -133,7 +149,7 @@ mod tests {
     fn a_contactor_that_fails_to_close_stays_open() {
         let mut c = Contactor::new(30, 30);
         c.set_fault(Some(ContactorFault::FailToClose));
-        c.command(true, 0);
+        c.command(true, false, 0);
         c.step(1_000);
         assert!(!c.is_closed());
         assert!(c.disagrees());
@@ -142,8 +158,8 @@ mod tests {
     #[test]
     fn a_repeated_command_does_not_restart_the_delay() {
         let mut c = Contactor::new(30, 30);
-        c.command(true, 0);
-        c.command(true, 20);
+        c.command(true, false, 0);
+        c.command(true, false, 20);
         assert!(c.step(30));
     }
 }

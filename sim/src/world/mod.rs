@@ -423,7 +423,9 @@ impl World {
             FaultKind::LockFailure
             | FaultKind::MeterFailure
             | FaultKind::MeterDisagreement
-            | FaultKind::IsolationFault => self
+            | FaultKind::IsolationFault
+            | FaultKind::PilotError
+            | FaultKind::EmergencyStop => self
                 .gun_segment(target)
                 .map_err(|_| ActionError::new("target", format!("no gun {target}"))),
         }
@@ -450,6 +452,8 @@ impl World {
             FaultKind::MeterFailure => self.segments[index].plc.faults.meter_failure = on,
             FaultKind::MeterDisagreement => self.segments[index].plc.faults.meter_disagreement = on,
             FaultKind::IsolationFault => self.segments[index].plc.faults.isolation_fault = on,
+            FaultKind::PilotError => self.segments[index].plc.faults.pilot_error = on,
+            FaultKind::EmergencyStop => self.segments[index].plc.faults.emergency_stop = on,
         }
     }
 
@@ -489,24 +493,38 @@ impl World {
                 .map(|&m| self.modules[m].module.output_current())
                 .collect();
             let segment = &mut self.segments[index];
-            let emergency = segment.plc.emergency;
             let mut events = Vec::new();
             if let Some(gc) = &mut segment.plc.gc
                 && gc.step(now)
             {
-                events.push(("gc".to_owned(), gc.is_closed(), gun_current));
+                events.push((
+                    "gc".to_owned(),
+                    gc.is_closed(),
+                    gun_current,
+                    gc.opened_in_emergency(),
+                ));
             }
             for (i, mc) in segment.plc.mc.iter_mut().enumerate() {
                 if mc.step(now) {
-                    events.push((format!("mc{i}"), mc.is_closed(), module_currents[i]));
+                    events.push((
+                        format!("mc{i}"),
+                        mc.is_closed(),
+                        module_currents[i],
+                        mc.opened_in_emergency(),
+                    ));
                 }
             }
             if let Some(mn) = &mut segment.plc.mn
                 && mn.step(now)
             {
-                events.push(("mn".to_owned(), mn.is_closed(), tie_current));
+                events.push((
+                    "mn".to_owned(),
+                    mn.is_closed(),
+                    tie_current,
+                    mn.opened_in_emergency(),
+                ));
             }
-            for (name, closed, current) in events {
+            for (name, closed, current, emergency) in events {
                 let subject = format!("segment {index} {name}");
                 if !closed && current.abs() > OPEN_UNDER_LOAD_A && !emergency {
                     self.referee.event(

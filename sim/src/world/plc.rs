@@ -107,6 +107,11 @@ pub struct InjectedFaults {
     pub isolation_fault: bool,
     /// The PLC stops sending frames.
     pub silent: bool,
+    /// The control pilot is faulty (shorted diode, pilot to PE): CP state E.
+    pub pilot_error: bool,
+    /// The dispenser's emergency stop button is pressed. The PLC reports it; opening
+    /// the contactors is the host's job (the hard-wired interlock is not modelled).
+    pub emergency_stop: bool,
 }
 
 /// One segment's PLC and its hardware.
@@ -157,8 +162,6 @@ pub struct Plc {
     ack_sequence: u8,
     /// Why the last command was not carried out in full.
     refused: RefusedReason,
-    /// Whether the last relay command carried the emergency flag.
-    pub emergency: bool,
 
     /// Session phase and when it began.
     phase: Phase,
@@ -220,7 +223,6 @@ impl Plc {
             lock_moves_at: None,
             ack_sequence: 0,
             refused: RefusedReason::None,
-            emergency: false,
             phase: Phase::Idle,
             phase_since_ms: now_ms,
             phase_until_ms: now_ms,
@@ -269,24 +271,28 @@ impl Plc {
         }
     }
 
+    /// The control pilot state (IEC 61851-1) as the PLC measures and drives it: A
+    /// without an EV; with one, E on a pilot error, F while the EVSE is not available
+    /// (the watchdog has tripped or the PLC is in fault), else C while the EV is ready
+    /// for energy and B before and after.
     pub fn cp_state(&self) -> CpState {
-        match &self.ev {
-            None => CpState::A,
-            Some(_)
-                if matches!(
-                    self.phase,
-                    Phase::WaitLock
-                        | Phase::IsolationTest
-                        | Phase::PreCharge
-                        | Phase::CurrentDemand
-                ) =>
-            {
-                CpState::C
-            }
-            Some(_) if self.phase == Phase::Message(HlcPhase::ChargeParameterDiscovery) => {
-                CpState::C
-            }
-            Some(_) => CpState::B,
+        if self.ev.is_none() {
+            CpState::A
+        } else if self.faults.pilot_error {
+            CpState::E
+        } else if matches!(self.state, PlcState::WatchdogTripped | PlcState::Fault) {
+            CpState::F
+        } else if matches!(
+            self.phase,
+            Phase::WaitLock
+                | Phase::IsolationTest
+                | Phase::PreCharge
+                | Phase::CurrentDemand
+                | Phase::Message(HlcPhase::ChargeParameterDiscovery)
+        ) {
+            CpState::C
+        } else {
+            CpState::B
         }
     }
 
@@ -331,7 +337,8 @@ impl Plc {
     /// The driver wants to leave: the EV stops if it charges, and goes once unlocked.
     pub fn request_unplug(&mut self, now_ms: u64) {
         self.unplug_requested = true;
-        if self.phase == Phase::CurrentDemand || self.phase == Phase::PreCharge {
+        // A session past PreCharge stops first (its CurrentDemand sees the request too).
+        if self.ev_contactors_closed && self.phase != Phase::PowerDeliveryStop {
             self.enter(Phase::PowerDeliveryStop, now_ms, EV_STOP_TIMEOUT_MS);
         }
     }
@@ -394,7 +401,6 @@ impl Plc {
     /// A relay command arrived: apply what is allowed, refuse the rest with a reason.
     pub fn handle_relay_command(&mut self, command: RelayCommand, now_ms: u64) {
         self.ack_sequence = command.sequence;
-        self.emergency = command.emergency;
         self.refused = RefusedReason::None;
         if self.state == PlcState::WatchdogTripped {
             self.refused = RefusedReason::WatchdogTripped;
@@ -418,23 +424,27 @@ impl Plc {
             };
             match refusal {
                 Some(reason) => self.refused = reason,
-                None => gc.command(want_gc, now_ms),
+                None => gc.command(want_gc, command.emergency, now_ms),
             }
         }
         for (i, mc) in self.mc.iter_mut().enumerate() {
-            mc.command(command.closed.modules >> i & 1 == 1, now_ms);
+            mc.command(
+                command.closed.modules >> i & 1 == 1,
+                command.emergency,
+                now_ms,
+            );
         }
         if let Some(mn) = &mut self.mn {
-            mn.command(command.closed.ties & 1 == 1, now_ms);
+            mn.command(command.closed.ties & 1 == 1, command.emergency, now_ms);
         }
     }
 
-    fn open_everything(&mut self, now_ms: u64) {
+    fn open_everything(&mut self, emergency: bool, now_ms: u64) {
         self.gc
             .iter_mut()
             .chain(self.mc.iter_mut())
             .chain(self.mn.iter_mut())
-            .for_each(|c| c.command(false, now_ms));
+            .for_each(|c| c.command(false, emergency, now_ms));
     }
 
     /// Whether the watchdog has tripped and is still holding the contactors open.
@@ -488,8 +498,7 @@ impl Plc {
         if quiet || late {
             // Opening above 5 A after the host vanished is the PLC's own emergency
             // action, which S4 allows.
-            self.emergency |= !quiet;
-            self.open_everything(now_ms);
+            self.open_everything(!quiet, now_ms);
             self.tripped_at_ms = None;
             // The state stays WatchdogTripped until the host's heartbeat returns.
             if silent_for.is_some_and(|ms| ms <= self.watchdog_timeout_ms) {
@@ -499,6 +508,14 @@ impl Plc {
     }
 
     fn step_session(&mut self, now_ms: u64, outputs: &mut Vec<PlcOutput>) {
+        // A pilot error (CP state E) ends the session at once: the EV opens its
+        // contactors.
+        if self.ev.is_some() && self.faults.pilot_error {
+            if self.phase != Phase::Idle {
+                self.fail(HlcError::EvError, now_ms);
+            }
+            return;
+        }
         let Some(ev) = &self.ev else { return };
         let timed_out = now_ms >= self.phase_until_ms;
         let since = now_ms.saturating_sub(self.phase_since_ms);
@@ -595,7 +612,12 @@ impl Plc {
                 }
             }
             Phase::CurrentDemand => {
-                if ev.is_full() {
+                let gc_open = !self.gc.as_ref().is_some_and(Contactor::is_closed);
+                if gc_open {
+                    // The PLC sees its gun contactor open under a running session and
+                    // tells the EV (ISO 15118-2 EVSE_EmergencyShutdown).
+                    self.fail(HlcError::EvseStopped, now_ms);
+                } else if ev.is_full() || self.unplug_requested {
                     self.enter(Phase::PowerDeliveryStop, now_ms, EV_STOP_TIMEOUT_MS);
                 }
             }
@@ -661,7 +683,7 @@ impl Plc {
             auth: self.auth,
             lock: self.lock,
             isolation: self.isolation,
-            emergency_stop: false,
+            emergency_stop: self.faults.emergency_stop,
             connector_overtemp: false,
             rcd_trip: false,
             plc_fault: false,

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use ringhub_proto::can::messages::{
-    AuthStatus, ChargeInfo, ConfigWrite, Contactors, HlcPhase, HostHeartbeat, HostState,
-    LockCommand, ModuleEnable, ModuleOutput, ModuleSetpoint, PlcHeartbeat, PlcState, RefusedReason,
-    RelayCommand, RelayFeedback, Session,
+    AuthStatus, ChargeInfo, ConfigWrite, Contactors, CpState, HlcError, HlcPhase, HostHeartbeat,
+    HostState, LockCommand, ModuleEnable, ModuleOutput, ModuleSetpoint, PlcHeartbeat, PlcState,
+    RefusedReason, RelayCommand, RelayFeedback, Session,
 };
 use ringhub_proto::can::{CanMessage, ModuleAddress, ModuleMessage, PlcMessage, PlcSlot};
 use ringhub_proto::config::{CabinetId, HubConfig};
@@ -345,6 +345,65 @@ fn the_watchdog_opens_everything_when_the_host_goes_silent() {
         host.feedback[0].unwrap().refused,
         RefusedReason::WatchdogTripped
     );
+    assert!(host.violations().is_empty(), "{:?}", host.violations());
+}
+
+#[test]
+fn the_pilot_shows_f_while_the_watchdog_holds_and_e_on_a_pilot_error() {
+    let mut host = Host::new(1);
+    host.run(200);
+    let cp = |h: &Host| h.info[0].map(|i| i.cp);
+    assert_eq!(cp(&host), Some(CpState::A));
+    let spec = EvSpec {
+        gun: 0,
+        battery_v: 400.0,
+        soc: 50.0,
+        max_current_a: 100.0,
+        target_soc: 80.0,
+        ev_mac: None,
+        emaid: None,
+        capacity_kwh: 50.0,
+    };
+    host.world.apply(Action::Plug(spec)).unwrap();
+    host.run_until(500, "CP B", |h| cp(h) == Some(CpState::B));
+
+    // The host goes silent: the EVSE is not available (F) until it comes back.
+    host.heartbeats = false;
+    host.run_until(2_000, "the watchdog", |h| {
+        h.heartbeat[0].is_some_and(|b| b.state == PlcState::WatchdogTripped)
+    });
+    host.run_until(300, "CP F", |h| cp(h) == Some(CpState::F));
+    assert_eq!(host.world.state().guns[0].cp_state, CpState::F.to_string());
+    host.run(1_000);
+    assert_eq!(
+        cp(&host),
+        Some(CpState::F),
+        "F holds while the host is silent"
+    );
+    host.heartbeats = true;
+    host.run_until(500, "CP B again", |h| cp(h) == Some(CpState::B));
+
+    // A pilot error: E, and the session fails with an EV error.
+    assert_ne!(host.phase(0), Some(HlcPhase::Failed));
+    let pilot = FaultSpec {
+        kind: FaultKind::PilotError,
+        target: 0,
+        contactor: None,
+    };
+    let ActionReply::FaultInjected { id } = host.world.apply(Action::InjectFault(pilot)).unwrap()
+    else {
+        panic!("no fault id");
+    };
+    host.run_until(300, "CP E and a failed session", |h| {
+        cp(h) == Some(CpState::E)
+            && h.session[0]
+                .is_some_and(|x| x.phase == HlcPhase::Failed && x.error == HlcError::EvError)
+    });
+    assert_eq!(host.world.state().guns[0].cp_state, CpState::E.to_string());
+    // Gun 1 is untouched.
+    assert_eq!(host.info[1].map(|i| i.cp), Some(CpState::A));
+    host.world.apply(Action::ClearFault { id }).unwrap();
+    host.run_until(300, "CP B after the repair", |h| cp(h) == Some(CpState::B));
     assert!(host.violations().is_empty(), "{:?}", host.violations());
 }
 
