@@ -22,6 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a simulated hub on loopback: the simulator, a node per cabinet, and EVs.
+    Demo(cli::demo::DemoArgs),
+    /// Run one cabinet's node (the same as `ringhub-node`).
+    Node(cli::node::NodeArgs),
     /// Decode, dump and encode CAN frames with the hub's DBC catalog.
     #[command(subcommand)]
     Can(CanCommand),
@@ -67,6 +71,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => {
+            cli::node::init_logging("warn");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(cli::demo::run(args))?;
+        }
+        Command::Node(args) => {
+            cli::node::init_logging("info,zenoh=warn");
+            cli::node::run(args)?;
+        }
         Command::Can(CanCommand::Decode { frame }) => {
             let frame: CanFrame = frame.parse().with_context(|| format!("frame {frame:?}"))?;
             let value = cli::can::decode(&frame).with_context(|| format!("frame {frame}"))?;

@@ -1,3 +1,5 @@
 //! The `ringhub` operator CLI: one module per command group.
 
 pub mod can;
+pub mod demo;
+pub mod node;

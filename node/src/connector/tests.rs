@@ -864,3 +864,59 @@ fn config_writes_go_out_in_the_order_they_were_made() {
         "the last decision written is the one the PLC keeps"
     );
 }
+
+#[test]
+fn a_gun_contactor_that_fails_to_close_is_a_fault_and_nothing_is_left_energised() {
+    let mut rig = Rig::new(AuthPolicy::Free);
+    rig.run(300);
+    rig.inject(FaultKind::ContactorFailToClose, 0, Some("gc"));
+    rig.plug(0, 90.0);
+    rig.run_until(15_000, "fail-to-close", |r| {
+        r.faults(0).contains(&FaultCode::ContactorFailedToClose)
+    });
+    rig.run_until(3_000, "modules released", |r| {
+        r.world.state().segments[0]
+            .contactors
+            .iter()
+            .all(|c| !c.closed)
+    });
+    let gun = rig.gun(0);
+    assert_eq!(gun.status, ConnectorStatus::Faulted);
+    assert_eq!(
+        gun.last_stop,
+        Some(StopReason::Fault(FaultCode::ContactorFailedToClose))
+    );
+    assert!(rig.violations().is_empty(), "{:?}", rig.violations());
+}
+
+#[test]
+fn a_failed_high_level_session_ends_with_its_reason() {
+    use ringhub_proto::can::messages::{HlcError, HlcPhase, HlcProtocol, Session, SlacState};
+    use ringhub_proto::units::Percent;
+    let mut bench = Bench::new(AuthPolicy::Free);
+    for _ in 0..5 {
+        bench.feed(info(CpState::C, AuthStatus::Accepted, LockState::Locked));
+        bench.advance(100);
+    }
+    assert_eq!(
+        bench.controller.snapshot(bench.now()).gun.unwrap().phase,
+        SessionPhase::WaitingForEv
+    );
+    bench.events();
+    let failed = Session {
+        slac: SlacState::Matched,
+        protocol: HlcProtocol::Din70121,
+        phase: HlcPhase::Failed,
+        ev_target_voltage: Volts(0.0),
+        ev_target_current: Amps(0.0),
+        soc: Percent(40),
+        ev_ready: false,
+        error: HlcError::SequenceError,
+    };
+    bench.feed(PlcMessage::Session(failed));
+    let ended = bench.events().into_iter().find_map(|e| match e {
+        ConnectorEvent::SessionEnded { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(ended, Some(StopReason::HlcFailed(HlcError::SequenceError)));
+}

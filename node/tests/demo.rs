@@ -1,0 +1,64 @@
+//! `ringhub demo`, the README's first command, runs a simulated hub with a node per
+//! cabinet, charges the scripted EVs and ends with no safety violation.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the demo if the test ends early.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_demo_charges_its_evs_without_violations() {
+    let child = Command::new(env!("CARGO_BIN_EXE_ringhub"))
+        .args(["demo", "--duration", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ringhub demo");
+    let mut demo = Demo(child);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not end within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut out = String::new();
+    demo.0
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read stdout");
+    let mut err = String::new();
+    demo.0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert!(status.success(), "demo failed: {status}\n{out}\n{err}");
+    assert!(out.contains("referee: no safety violations"), "{out}");
+    // The last table shows the nodes reporting the scripted EVs charging, at power.
+    let last_table = out.rsplit("t=").next().unwrap_or_default();
+    let charging = last_table
+        .lines()
+        .filter(|line| line.contains("charging       charging"))
+        .count();
+    assert!(
+        charging >= 3,
+        "at least three guns charging at the end:\n{last_table}"
+    );
+}
