@@ -14,39 +14,18 @@
 use std::time::{Duration, Instant};
 
 use ringhub_node::connector::{
-    AuthPolicy, ConnectorStatus, GunSetup, ModuleSetup, SegmentController, SegmentSetup, Timing,
+    AuthPolicy, ConnectorStatus, SegmentController, SegmentSetup, Timing,
 };
 use ringhub_proto::can::messages::RelayCommand;
 use ringhub_proto::can::{CanFrame, CanMessage, PlcMessage};
-use ringhub_proto::config::{HubConfig, Tie};
+use ringhub_proto::config::HubConfig;
 use ringhub_sim::world::{Action, EvSpec, World};
 
 fn setups(config: &HubConfig) -> Vec<SegmentSetup> {
+    let cabinet = &config.cabinets[0].id;
     config
-        .segments_of(&config.cabinets[0].id)
-        .map(|segment| SegmentSetup {
-            segment: segment.id,
-            slot: segment.plc_slot,
-            tie_fitted: segment.tie == Tie::Fitted,
-            gun: segment.gun.as_ref().map(|g| GunSetup {
-                id: g.id,
-                max_current: g.max_current,
-                max_voltage: g.max_voltage,
-            }),
-            modules: segment
-                .modules
-                .iter()
-                .map(|m| ModuleSetup {
-                    id: m.id,
-                    address: m.address,
-                    max_power: m.max_power,
-                    max_current: m.max_current,
-                    max_voltage: m.max_voltage,
-                })
-                .collect(),
-            auth: AuthPolicy::Free,
-            timing: Timing::default(),
-        })
+        .segments_of(cabinet)
+        .map(|segment| SegmentSetup::from_config(segment, AuthPolicy::Free, Timing::default()))
         .collect()
 }
 

@@ -11,6 +11,7 @@ pub mod can;
 pub mod cli;
 pub mod connector;
 pub mod metrics;
+pub mod ocpp;
 pub mod options;
 pub mod publish;
 pub mod runtime;

@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use ringhub_proto::can::messages::AuthStatus;
 use ringhub_proto::can::{CanFrame, CanMessage};
-use ringhub_proto::config::{AuthMode, GunId, HubConfig, Tie};
+use ringhub_proto::config::{AuthMode, GunId, HubConfig};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::can::{CanBus, ReconnectPolicy, ReconnectingBus};
 use crate::connector::{
-    AuthDecision, AuthPolicy, ConnectorEvent, GunSetup, IdToken, ModuleSetup, SegmentController,
-    SegmentSetup, SegmentSnapshot, Timing,
+    AuthDecision, AuthPolicy, ConnectorEvent, IdToken, SegmentController, SegmentSetup,
+    SegmentSnapshot, Timing,
 };
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
@@ -65,29 +65,7 @@ pub fn segment_setups(options: &NodeOptions) -> Vec<SegmentSetup> {
     options
         .segments
         .iter()
-        .map(|segment| SegmentSetup {
-            segment: segment.id,
-            slot: segment.plc_slot,
-            tie_fitted: segment.tie == Tie::Fitted,
-            gun: segment.gun.as_ref().map(|g| GunSetup {
-                id: g.id,
-                max_current: g.max_current,
-                max_voltage: g.max_voltage,
-            }),
-            modules: segment
-                .modules
-                .iter()
-                .map(|m| ModuleSetup {
-                    id: m.id,
-                    address: m.address,
-                    max_power: m.max_power,
-                    max_current: m.max_current,
-                    max_voltage: m.max_voltage,
-                })
-                .collect(),
-            auth,
-            timing: Timing::default(),
-        })
+        .map(|segment| SegmentSetup::from_config(segment, auth, Timing::default()))
         .collect()
 }
 

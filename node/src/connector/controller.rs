@@ -295,7 +295,7 @@ impl SegmentController {
         if code == FaultCode::ContactorWelded
             && let Some(feedback) = self.plc.feedback
         {
-            let stuck = [super::controller::Which::Gun, Which::Tie]
+            let stuck = [Which::Gun, Which::Tie]
                 .into_iter()
                 .chain((0..self.modules.len()).map(Which::Module))
                 .filter(|&w| bit(feedback.closed, w) && !self.relays.wanted(w))

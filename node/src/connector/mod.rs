@@ -68,6 +68,39 @@ pub struct SegmentSetup {
     pub timing: Timing,
 }
 
+impl SegmentSetup {
+    /// The setup of a segment as the hub config describes it.
+    pub fn from_config(
+        segment: &ringhub_proto::config::Segment,
+        auth: AuthPolicy,
+        timing: Timing,
+    ) -> Self {
+        SegmentSetup {
+            segment: segment.id,
+            slot: segment.plc_slot,
+            tie_fitted: segment.tie == ringhub_proto::config::Tie::Fitted,
+            gun: segment.gun.as_ref().map(|g| GunSetup {
+                id: g.id,
+                max_current: g.max_current,
+                max_voltage: g.max_voltage,
+            }),
+            modules: segment
+                .modules
+                .iter()
+                .map(|m| ModuleSetup {
+                    id: m.id,
+                    address: m.address,
+                    max_power: m.max_power,
+                    max_current: m.max_current,
+                    max_voltage: m.max_voltage,
+                })
+                .collect(),
+            auth,
+            timing,
+        }
+    }
+}
+
 /// A gun as configured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GunSetup {

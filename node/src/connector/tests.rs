@@ -32,29 +32,7 @@ fn setups(config: &HubConfig, auth: AuthPolicy) -> Vec<SegmentSetup> {
     let cabinet = &config.cabinets[0].id;
     config
         .segments_of(cabinet)
-        .map(|segment| SegmentSetup {
-            segment: segment.id,
-            slot: segment.plc_slot,
-            tie_fitted: segment.tie == ringhub_proto::config::Tie::Fitted,
-            gun: segment.gun.as_ref().map(|g| GunSetup {
-                id: g.id,
-                max_current: g.max_current,
-                max_voltage: g.max_voltage,
-            }),
-            modules: segment
-                .modules
-                .iter()
-                .map(|m| ModuleSetup {
-                    id: m.id,
-                    address: m.address,
-                    max_power: m.max_power,
-                    max_current: m.max_current,
-                    max_voltage: m.max_voltage,
-                })
-                .collect(),
-            auth,
-            timing: Timing::default(),
-        })
+        .map(|segment| SegmentSetup::from_config(segment, auth, Timing::default()))
         .collect()
 }
 
@@ -166,6 +144,15 @@ impl Rig {
             capacity_kwh: 10.0,
         };
         self.world.apply(Action::Plug(spec)).unwrap();
+    }
+
+    /// Plugs an EV into gun 0 and runs until it takes its full 200 A.
+    fn charging_at_full_current(&mut self) {
+        self.run(300);
+        self.plug(0, 90.0);
+        self.run_until(15_000, "full current", |r| {
+            r.gun(0).meter.is_some_and(|m| m.current.0 > 190.0)
+        });
     }
 
     fn inject(&mut self, kind: FaultKind, target: u16, contactor: Option<&str>) -> u64 {
@@ -412,11 +399,7 @@ fn a_welded_gun_contactor_takes_the_segment_out_of_service_until_cleared() {
 #[test]
 fn a_tripped_module_leaves_the_island_and_the_session_goes_on() {
     let mut rig = Rig::new(AuthPolicy::Free);
-    rig.run(300);
-    rig.plug(0, 90.0);
-    rig.run_until(15_000, "full current", |r| {
-        r.gun(0).meter.is_some_and(|m| m.current.0 > 190.0)
-    });
+    rig.charging_at_full_current();
     rig.inject(FaultKind::ModuleTrip, 0, None);
     rig.run_until(2_000, "module 0 out", |r| {
         r.controllers[0].snapshot(r.now()).modules[0].out_of_service
@@ -485,11 +468,7 @@ fn a_meter_disagreement_is_flagged() {
 #[test]
 fn a_silent_plc_stops_the_session_safely() {
     let mut rig = Rig::new(AuthPolicy::Free);
-    rig.run(300);
-    rig.plug(0, 90.0);
-    rig.run_until(15_000, "full current", |r| {
-        r.gun(0).meter.is_some_and(|m| m.current.0 > 190.0)
-    });
+    rig.charging_at_full_current();
     rig.inject(FaultKind::PlcSilence, 0, None);
     rig.run_until(2_000, "PLC silent", |r| {
         r.faults(0).contains(&FaultCode::PlcSilent)
@@ -802,11 +781,7 @@ fn an_emergency_stop_opens_the_gun_contactor_in_the_same_call() {
 #[test]
 fn an_emergency_stop_during_charging_opens_at_once_as_an_emergency() {
     let mut rig = Rig::new(AuthPolicy::Free);
-    rig.run(300);
-    rig.plug(0, 90.0);
-    rig.run_until(15_000, "full current", |r| {
-        r.gun(0).meter.is_some_and(|m| m.current.0 > 190.0)
-    });
+    rig.charging_at_full_current();
     rig.inject(FaultKind::EmergencyStop, 0, None);
     let pressed_at = rig.world.now_ms();
     rig.run_until(1_000, "gun contactor open", |r| {

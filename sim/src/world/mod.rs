@@ -25,7 +25,9 @@ mod truth;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use ringhub_proto::can::ev_identity::EvIdentity;
-use ringhub_proto::can::messages::{MacAddress, ModuleMessage, PlcMessage, RfidRead, RfidUid};
+use ringhub_proto::can::messages::{
+    AuthStatus, LockState, MacAddress, ModuleMessage, PlcMessage, RfidRead, RfidUid,
+};
 use ringhub_proto::can::{CanFrame, CanMessage, ModuleAddress, PlcSlot};
 use ringhub_proto::config::{CabinetId, HubConfig, Tie};
 
@@ -552,16 +554,15 @@ impl World {
                 } else if closed && name == "gc" {
                     let plc = &self.segments[index].plc;
                     let mismatch = (before[index] - plc.gun_side_voltage()).abs();
-                    let problem =
-                        if plc.auth() != ringhub_proto::can::messages::AuthStatus::Accepted {
-                            Some(format!("authorisation is {}", plc.auth()))
-                        } else if plc.lock() != ringhub_proto::can::messages::LockState::Locked {
-                            Some(format!("lock is {}", plc.lock()))
-                        } else if plc.ev_connected() && mismatch > PRECHARGE_MATCH_V {
-                            Some(format!("bus and battery differ by {mismatch:.1} V"))
-                        } else {
-                            None
-                        };
+                    let problem = if plc.auth() != AuthStatus::Accepted {
+                        Some(format!("authorisation is {}", plc.auth()))
+                    } else if plc.lock() != LockState::Locked {
+                        Some(format!("lock is {}", plc.lock()))
+                    } else if plc.ev_connected() && mismatch > PRECHARGE_MATCH_V {
+                        Some(format!("bus and battery differ by {mismatch:.1} V"))
+                    } else {
+                        None
+                    };
                     if let Some(problem) = problem {
                         self.referee.event(
                             now,
