@@ -6,7 +6,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-/// How quickly a dropped bus is reopened.
+/// How quickly a dropped link (a CAN bus, a CSMS connection) is reopened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconnectPolicy {
     /// Ceiling of the first delay; each failed attempt doubles it.
@@ -27,7 +27,7 @@ impl Default for ReconnectPolicy {
 
 /// The delay schedule of one bus.
 #[derive(Debug)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     /// The ceilings.
     policy: ReconnectPolicy,
     /// Failed attempts since the bus last carried traffic.
@@ -35,7 +35,7 @@ pub(super) struct Backoff {
 }
 
 impl Backoff {
-    pub(super) fn new(policy: ReconnectPolicy) -> Self {
+    pub(crate) fn new(policy: ReconnectPolicy) -> Self {
         Self {
             policy,
             attempts: 0,
@@ -45,7 +45,7 @@ impl Backoff {
     /// The delay before the next attempt. The ceiling is `initial_delay · 2^attempts`,
     /// capped at `max_delay`; the delay is drawn from its upper half ("equal jitter"), so
     /// no attempt comes sooner than half the ceiling. `random` is any uniform `u64`.
-    pub(super) fn next_delay(&mut self, random: u64) -> Duration {
+    pub(crate) fn next_delay(&mut self, random: u64) -> Duration {
         let doubling = 1_u32 << self.attempts.min(20);
         let ceiling = self
             .policy
@@ -64,14 +64,14 @@ impl Backoff {
     }
 
     /// Starts the schedule over: the bus works again.
-    pub(super) fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempts = 0;
     }
 }
 
 /// A random `u64` for [`Backoff::next_delay`], from the standard library's per-process
 /// random hash keys (no RNG crate needed for jitter).
-pub(super) fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     RandomState::new().hash_one(std::time::Instant::now())
 }
 

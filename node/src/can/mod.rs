@@ -23,7 +23,7 @@
 //! cancel-safe for that reason (a frame is never lost by dropping the future); `send` is
 //! not (a frame may be half-written).
 
-mod backoff;
+pub(crate) mod backoff;
 mod candump;
 mod error;
 mod reconnect;

@@ -545,6 +545,9 @@ impl SegmentController {
                 slot,
                 message: PlcMessage::RelayCommand(command),
             });
+            // The flag belongs to the command that ordered the emergency open; the PLC
+            // remembers it for that opening, and later commands are ordinary again.
+            self.relays.emergency = false;
         }
         if periodic {
             for module in &self.modules {

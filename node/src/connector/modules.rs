@@ -49,6 +49,8 @@ pub(super) struct ModuleTracker {
     derate: Derate,
     /// What the node last commanded.
     pub(super) setpoint: Setpoint,
+    /// Since when it has been out of service with its contactor still closed.
+    pub(super) draining_since: Option<Instant>,
 }
 
 impl ModuleTracker {
@@ -60,6 +62,7 @@ impl ModuleTracker {
             last_seen: None,
             derate: Derate::new(DerateCurve::MODULE),
             setpoint: Setpoint::default(),
+            draining_since: None,
         }
     }
 

@@ -272,20 +272,62 @@ impl SegmentController {
             .collect();
         let total: f64 = capabilities.iter().sum();
         for (i, capability) in capabilities.iter().copied().enumerate() {
-            let in_service = capability > 0.0;
-            let share = if total > 0.0 {
-                current.min(total) * capability / total
+            if capability > 0.0 {
+                let share = if total > 0.0 {
+                    current.min(total) * capability / total
+                } else {
+                    0.0
+                };
+                let power = self.modules[i].available_power(now);
+                self.modules[i].setpoint = Setpoint {
+                    enabled: true,
+                    voltage: Volts(voltage),
+                    current: Amps(share),
+                    power: Kilowatts(power),
+                };
+                self.modules[i].draining_since = None;
+                self.relays.set(Which::Module(i), true, now);
             } else {
-                0.0
-            };
-            let power = self.modules[i].available_power(now);
-            self.modules[i].setpoint = Setpoint {
-                enabled: in_service,
-                voltage: Volts(voltage),
-                current: Amps(share),
-                power: Kilowatts(power),
-            };
-            self.relays.set(Which::Module(i), in_service, now);
+                self.modules[i].setpoint = Setpoint::default();
+                self.drain_module(i, now);
+            }
+        }
+    }
+
+    /// Takes a module that left service out of the island without opening its contactor
+    /// under load (S4): turned off, its contactor opens once it reports less than 5 A, or
+    /// after the ramp-down time as an emergency that latches a fault. A silent module's
+    /// current is unknown: its contactor opens at once, flagged as an emergency (when in
+    /// doubt, open).
+    fn drain_module(&mut self, i: usize, now: Instant) {
+        if !self.relays.wanted(Which::Module(i)) {
+            self.modules[i].draining_since = None;
+            return;
+        }
+        let module = &self.modules[i];
+        let current = module
+            .is_online(now)
+            .then(|| module.output_current(now).abs());
+        let since = *self.modules[i].draining_since.get_or_insert(now);
+        match current {
+            Some(amps) if amps < OPEN_BELOW_A => self.relays.set(Which::Module(i), false, now),
+            Some(amps) if now.duration_since(since) >= self.setup.timing.open_under_load => {
+                let subject = format!("segment {} mc{i}", self.setup.segment);
+                let uptime = self.uptime(now);
+                self.faults.raise(
+                    FaultCode::OpenUnderLoad,
+                    &subject,
+                    format!("module still delivers {amps:.1} A after ramp-down"),
+                    uptime,
+                );
+                self.relays.emergency = true;
+                self.relays.set(Which::Module(i), false, now);
+            }
+            Some(_) => {}
+            None => {
+                self.relays.emergency = true;
+                self.relays.set(Which::Module(i), false, now);
+            }
         }
     }
 

@@ -895,3 +895,37 @@ fn a_failed_high_level_session_ends_with_its_reason() {
     });
     assert_eq!(ended, Some(StopReason::HlcFailed(HlcError::SequenceError)));
 }
+
+#[test]
+fn a_silent_module_is_disconnected_as_an_emergency_and_the_session_goes_on() {
+    let mut rig = Rig::new(AuthPolicy::Free);
+    rig.charging_at_full_current();
+    rig.inject(FaultKind::ModuleSilence, 0, None);
+    rig.run_until(3_000, "module 0 disconnected", |r| {
+        r.world.state().segments[0]
+            .contactors
+            .iter()
+            .any(|c| c.name == "mc0" && !c.closed)
+    });
+    let opened = rig
+        .relay_commands
+        .iter()
+        .rev()
+        .find(|(_, c)| c.closed.modules & 1 == 0 && c.closed.gun == 1)
+        .unwrap();
+    assert!(
+        opened.1.emergency
+            || rig
+                .relay_commands
+                .iter()
+                .any(|(ms, c)| *ms == opened.0 && c.emergency)
+    );
+    assert!(rig.faults(0).contains(&FaultCode::ModuleSilent));
+    rig.run(1_000);
+    assert_eq!(
+        rig.gun(0).phase,
+        SessionPhase::Charging,
+        "charging goes on with module 1"
+    );
+    assert!(rig.violations().is_empty(), "{:?}", rig.violations());
+}

@@ -1,0 +1,723 @@
+//! The sans-IO core of one OCPP 1.6J charge point connection (issue 6, "Connection" and
+//! "Messages"), quinn-proto style: it never reads a clock, a socket or a file.
+//!
+//! ```text
+//!   handle_connected / handle_disconnected / handle_text / handle_timeout   (input, with now)
+//!   authorize / data_transfer / set_status / answer                          (commands)
+//!                    │
+//!              ┌─────▼──────┐  poll_transmit ─► text frames for the WebSocket
+//!              │ ChargePoint│  poll_event    ─► requests to carry out, answers to our calls
+//!              └────────────┘  poll_timeout  ─► when to call handle_timeout next
+//! ```
+//!
+//! Methods fall into four groups: getters ([`ChargePoint::registration`],
+//! [`ChargePoint::configuration`], …); `handle_*`, which feed in what happened; commands,
+//! which ask for something; and `poll_*`, which drain what the core wants done. After any
+//! `handle_*` or command the driver drains `poll_transmit` (send each frame in order),
+//! then `poll_event`, then re-arms its sleep with `poll_timeout`.
+//!
+//! Behaviour, by spec section:
+//! - **Registration** (OCPP 1.6 §4.2, §9.1.10): on connect BootNotification goes out first
+//!   and nothing else is sent until it is Accepted. Pending and Rejected retry after the
+//!   `interval` of the answer (after [`Config::boot_retry`] when it is 0, or when the boot
+//!   fails or times out). While Pending the CSMS may send calls; the charge point answers
+//!   them and sends only what TriggerMessage asked for. Accepted sets HeartbeatInterval
+//!   from `interval`, and every known connector status is reported again.
+//! - **Heartbeat** (§4.6): sent when no CALL went out for HeartbeatInterval. Changing the
+//!   key takes effect at once (the deadline is the last CALL plus the new interval).
+//! - **One outstanding CALL** (OCPP-J 1.6 §4.1.1): the others wait in a queue; the next
+//!   one goes when the previous got its CALLRESULT/CALLERROR or its response timeout
+//!   ([`Config::response_timeout`], 30 s by default) expired. Answers with an unknown id
+//!   are ignored and counted ([`ChargePoint::unknown_responses`]). Every outcome comes back
+//!   as [`Event::Answered`] with its request.
+//! - **CALLs from the CSMS** (OCPP-J 1.6 §4.2) are answered at once, not behind our
+//!   outstanding call: a malformed one with the CALLERROR [`Frame::parse`] or
+//!   [`Request::from_call`] names; GetConfiguration and ChangeConfiguration from the key
+//!   table ([`ConfigKeys`]); TriggerMessage for Heartbeat and StatusNotification here; the
+//!   rest become [`Event::Request`] with a typed [`Responder`] for [`ChargePoint::answer`].
+//! - **StatusNotification** (§4.9): see `status.rs` — sent on change, once the status
+//!   has lasted MinimumStatusDuration, the newest status winning.
+//! - **Disconnect**: the call in flight and every queued call are dropped and reported as
+//!   failed with [`CallFailure::NotConnected`]. None of the calls this core sends yet is
+//!   transaction-related (Start/StopTransaction and transaction MeterValues come with the
+//!   persistent offline queue, which will re-queue them instead); statuses are not lost,
+//!   since all are reported again after the next Accepted. Requests from the CSMS not yet
+//!   answered are abandoned: their [`Responder`]s no longer send anything.
+//!
+//! Wall-clock timestamps (StatusNotification's `timestamp`) come from the CSMS's
+//! `currentTime` in the last BootNotification or Heartbeat confirmation, advanced by the
+//! injected `now`; before the first one, statuses carry no timestamp.
+
+mod config_keys;
+mod outbox;
+mod status;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use super::messages::central_system::{
+    ChangeAvailabilityRequest, ChangeConfigurationResponse, ClearCacheRequest,
+    GetLocalListVersionRequest, MessageTrigger, RemoteStartTransactionRequest,
+    RemoteStopTransactionRequest, ResetRequest, SendLocalListRequest, TriggerMessageRequest,
+    TriggerMessageResponse, TriggerMessageStatus, UnlockConnectorRequest,
+};
+use super::messages::charge_point::{
+    AuthorizeRequest, BootNotificationRequest, ChargePointErrorCode, ChargePointStatus,
+    DataTransferRequest, HeartbeatRequest, RegistrationStatus,
+};
+use super::messages::{OcppCall, Request, call_result};
+use super::rpc::{ErrorCode, Frame, MessageId, MessageIds, MessageType};
+use super::types::{CiString20, DateTime, PayloadError};
+pub use config_keys::{ConfigError, ConfigKeys, HEARTBEAT_INTERVAL, MINIMUM_STATUS_DURATION};
+pub use outbox::{CallFailure, Confirmation, OutgoingCall};
+use outbox::{InFlight, Outbox};
+use status::Statuses;
+pub use status::{StatusDetail, UnknownConnector};
+use timer::{Timer, TimerTable};
+
+/// What the charge point is, and how patient it is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The BootNotification.req sent on every connect.
+    pub boot: BootNotificationRequest,
+    /// NumberOfConnectors: connectors 1..=N, plus connector 0 for the charge point.
+    pub connectors: u32,
+    /// How long a CALL waits for its answer before it counts as failed.
+    pub response_timeout: Duration,
+    /// The wait before BootNotification is retried when the CSMS gives no interval or the
+    /// attempt failed.
+    pub boot_retry: Duration,
+}
+
+impl Config {
+    /// The defaults: a 30 s response timeout and a 60 s boot retry.
+    pub fn new(boot: BootNotificationRequest, connectors: u32) -> Self {
+        Self {
+            boot,
+            connectors,
+            response_timeout: Duration::from_secs(30),
+            boot_retry: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the connection stands with the CSMS (OCPP 1.6 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// No connection.
+    Disconnected,
+    /// Connected; BootNotification sent or about to be, no answer yet.
+    Booting,
+    /// The CSMS answered Pending: only BootNotification and triggered messages go out.
+    Pending,
+    /// The CSMS answered Rejected: nothing goes out until the retry.
+    Rejected,
+    /// Registered: every call may go out.
+    Accepted,
+}
+
+/// The handle for answering one CALL from the CSMS with `T`'s confirmation. It is used up
+/// by [`ChargePoint::answer`]; one from an earlier connection sends nothing.
+#[derive(Debug)]
+pub struct Responder<T> {
+    /// The CALL's message id, which the CALLRESULT carries.
+    id: MessageId,
+    /// The connection the CALL came over.
+    epoch: u64,
+    /// The request type, which fixes the response type.
+    request: PhantomData<fn() -> T>,
+}
+
+impl<T> Responder<T> {
+    /// The message id of the CALL to answer.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+}
+
+/// A CALL from the CSMS for the node to carry out and answer.
+#[derive(Debug)]
+pub enum CsmsRequest {
+    /// ChangeAvailability.req (§5.2).
+    ChangeAvailability(
+        ChangeAvailabilityRequest,
+        Responder<ChangeAvailabilityRequest>,
+    ),
+    /// ClearCache.req (§5.4).
+    ClearCache(ClearCacheRequest, Responder<ClearCacheRequest>),
+    /// DataTransfer.req (§5.5).
+    DataTransfer(DataTransferRequest, Responder<DataTransferRequest>),
+    /// GetLocalListVersion.req (§5.9).
+    GetLocalListVersion(
+        GetLocalListVersionRequest,
+        Responder<GetLocalListVersionRequest>,
+    ),
+    /// RemoteStartTransaction.req (§5.11).
+    RemoteStartTransaction(
+        RemoteStartTransactionRequest,
+        Responder<RemoteStartTransactionRequest>,
+    ),
+    /// RemoteStopTransaction.req (§5.12).
+    RemoteStopTransaction(
+        RemoteStopTransactionRequest,
+        Responder<RemoteStopTransactionRequest>,
+    ),
+    /// Reset.req (§5.14).
+    Reset(ResetRequest, Responder<ResetRequest>),
+    /// SendLocalList.req (§5.15).
+    SendLocalList(SendLocalListRequest, Responder<SendLocalListRequest>),
+    /// TriggerMessage.req for a message other than Heartbeat and StatusNotification
+    /// (§5.17), which the core handles itself.
+    TriggerMessage(TriggerMessageRequest, Responder<TriggerMessageRequest>),
+    /// UnlockConnector.req (§5.18).
+    UnlockConnector(UnlockConnectorRequest, Responder<UnlockConnectorRequest>),
+}
+
+/// Something for the node.
+#[derive(Debug)]
+pub enum Event {
+    /// One of our calls got its confirmation, or failed.
+    Answered {
+        /// The request.
+        request: OutgoingCall,
+        /// Its confirmation, or why there is none.
+        outcome: Result<Confirmation, CallFailure>,
+    },
+    /// The CSMS asks for something; answer it with [`ChargePoint::answer`].
+    Request(CsmsRequest),
+    /// ChangeConfiguration changed a key (already in effect in the core).
+    ConfigurationChanged {
+        /// The key's canonical name.
+        key: &'static str,
+        /// Its new value.
+        value: String,
+    },
+}
+
+/// The sans-IO core of one charge point connection; see the module docs.
+pub struct ChargePoint {
+    /// Identity, connectors and timeouts.
+    config: Config,
+    /// The source of message ids for our CALLs.
+    ids: Box<dyn MessageIds + Send>,
+    /// Where the connection stands.
+    registration: Registration,
+    /// A BootNotification is due as soon as nothing is in flight.
+    boot_wanted: bool,
+    /// Counts connections, so that a [`Responder`] from an earlier one is refused.
+    epoch: u64,
+    /// Calls triggered by the CSMS (allowed while Pending), sent before the queue.
+    triggered: VecDeque<OutgoingCall>,
+    /// The queue of calls and the one in flight.
+    outbox: Outbox,
+    /// The configuration keys.
+    keys: ConfigKeys,
+    /// Connector statuses and what was reported of them.
+    statuses: Statuses,
+    /// The deadlines.
+    timers: TimerTable,
+    /// The CSMS's clock: an instant and the Unix milliseconds it said then.
+    clock: Option<(Instant, i64)>,
+    /// Text frames to send, in order.
+    transmit: VecDeque<String>,
+    /// Events for the node, in order.
+    events: VecDeque<Event>,
+    /// CALLRESULTs and CALLERRORs that answered no call in flight.
+    unknown_responses: u64,
+}
+
+impl std::fmt::Debug for ChargePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChargePoint")
+            .field("registration", &self.registration)
+            .field("outbox", &self.outbox)
+            .field("timers", &self.timers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChargePoint {
+    /// A disconnected charge point with the default configuration keys.
+    pub fn new(config: Config, ids: Box<dyn MessageIds + Send>) -> Self {
+        Self {
+            keys: ConfigKeys::new(config.connectors),
+            statuses: Statuses::new(config.connectors),
+            config,
+            ids,
+            registration: Registration::Disconnected,
+            boot_wanted: false,
+            epoch: 0,
+            triggered: VecDeque::new(),
+            outbox: Outbox::default(),
+            timers: TimerTable::default(),
+            clock: None,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            unknown_responses: 0,
+        }
+    }
+
+    // ---- getters ----
+
+    /// Where the connection stands.
+    pub fn registration(&self) -> Registration {
+        self.registration
+    }
+
+    /// The configuration keys.
+    pub fn configuration(&self) -> &ConfigKeys {
+        &self.keys
+    }
+
+    /// The current status of `connector`, if one was set.
+    pub fn status(&self, connector: u32) -> Option<ChargePointStatus> {
+        self.statuses.current(connector)
+    }
+
+    /// How many CALLRESULTs and CALLERRORs answered no call in flight.
+    pub fn unknown_responses(&self) -> u64 {
+        self.unknown_responses
+    }
+
+    /// The CSMS's time at `now`, once a confirmation has told it.
+    pub fn wall_clock(&self, now: Instant) -> Option<DateTime> {
+        wall_time(self.clock, now)
+    }
+
+    // ---- handle_* ----
+
+    /// The WebSocket is open: BootNotification goes out first. A connect while connected
+    /// counts as a disconnect followed by a connect.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if self.registration != Registration::Disconnected {
+            self.handle_disconnected();
+        }
+        self.registration = Registration::Booting;
+        self.boot_wanted = true;
+        self.pump(now);
+    }
+
+    /// The WebSocket closed: every call queued or in flight fails with
+    /// [`CallFailure::NotConnected`], unsent frames are discarded, and the [`Responder`]s
+    /// of this connection go stale.
+    pub fn handle_disconnected(&mut self) {
+        if self.registration == Registration::Disconnected {
+            return;
+        }
+        self.registration = Registration::Disconnected;
+        self.boot_wanted = false;
+        self.epoch += 1;
+        self.timers.clear();
+        self.transmit.clear();
+        let in_flight = self.outbox.in_flight.take().map(|f| f.call);
+        let dropped: Vec<_> = in_flight
+            .into_iter()
+            .chain(self.triggered.drain(..))
+            .chain(self.outbox.queue.drain(..))
+            .collect();
+        for request in dropped {
+            self.events.push_back(Event::Answered {
+                request,
+                outcome: Err(CallFailure::NotConnected),
+            });
+        }
+    }
+
+    /// A text frame arrived.
+    pub fn handle_text(&mut self, text: &str, now: Instant) {
+        if self.registration == Registration::Disconnected {
+            return;
+        }
+        match Frame::parse(text) {
+            Ok(Frame::Call(call)) => self.handle_call(call.id.clone(), Request::from_call(&call)),
+            Ok(Frame::CallResult(result)) => {
+                self.handle_answer(&result.id, now, |call| {
+                    call.decode(&result.payload)
+                        .map_err(CallFailure::BadResponse)
+                });
+            }
+            Ok(Frame::CallError(error)) => {
+                self.handle_answer(&error.id, now, |_| {
+                    Err(CallFailure::CallError {
+                        code: error.code,
+                        description: error.description.clone(),
+                    })
+                });
+            }
+            Err(rejected) => {
+                if let Some(reply) = rejected.reply() {
+                    self.transmit.push_back(reply.encode());
+                } else if let (Some(MessageType::CallResult | MessageType::CallError), Some(id)) =
+                    (rejected.message_type, &rejected.message_id)
+                {
+                    let description = rejected.error.to_string();
+                    self.handle_answer(id, now, |_| {
+                        Err(CallFailure::BadResponse(PayloadError::new(
+                            ErrorCode::FormationViolation,
+                            description,
+                        )))
+                    });
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Handles every timer expired at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in Timer::ALL {
+            if !self.timers.expire(timer, now) {
+                continue;
+            }
+            match timer {
+                Timer::Response => {
+                    if let Some(InFlight { call, .. }) = self.outbox.in_flight.take() {
+                        self.answered(call, Err(CallFailure::Timeout), now);
+                    }
+                }
+                Timer::BootRetry => self.boot_wanted = true,
+                Timer::Heartbeat => {
+                    if !self.has_heartbeat() {
+                        self.outbox
+                            .queue
+                            .push_back(OutgoingCall::Heartbeat(HeartbeatRequest {}));
+                    }
+                }
+                // Due statuses are picked up by the pump.
+                Timer::Status => {}
+            }
+        }
+        self.pump(now);
+    }
+
+    // ---- commands ----
+
+    /// Asks the CSMS whether `id_tag` may charge (§4.1); the answer comes as
+    /// [`Event::Answered`]. While disconnected it fails at once.
+    pub fn authorize(&mut self, id_tag: CiString20, now: Instant) {
+        self.enqueue(OutgoingCall::Authorize(AuthorizeRequest { id_tag }), now);
+    }
+
+    /// Sends vendor-specific data (§4.3); the answer comes as [`Event::Answered`].
+    pub fn data_transfer(&mut self, request: DataTransferRequest, now: Instant) {
+        self.enqueue(OutgoingCall::DataTransfer(request), now);
+    }
+
+    /// Records the status of `connector` (0 for the charge point itself); it is reported
+    /// once it has lasted MinimumStatusDuration, if it is then still the newest.
+    pub fn set_status(
+        &mut self,
+        connector: u32,
+        status: ChargePointStatus,
+        error_code: ChargePointErrorCode,
+        detail: StatusDetail,
+        now: Instant,
+    ) -> Result<(), UnknownConnector> {
+        self.statuses
+            .set(connector, status, error_code, detail, now)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Answers a CALL from the CSMS. Returns false, sending nothing, when the connection
+    /// it came over has closed since.
+    pub fn answer<T: OcppCall>(&mut self, responder: Responder<T>, response: &T::Response) -> bool {
+        if responder.epoch != self.epoch || self.registration == Registration::Disconnected {
+            return false;
+        }
+        self.transmit
+            .push_back(call_result(responder.id, response).encode());
+        true
+    }
+
+    // ---- poll_* ----
+
+    /// The next text frame to send.
+    pub fn poll_transmit(&mut self) -> Option<String> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event for the node.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] is to be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    // ---- internals ----
+
+    /// HeartbeatInterval as a duration.
+    fn heartbeat_interval(&self) -> Duration {
+        let secs = self.keys.int(HEARTBEAT_INTERVAL).unwrap_or(0);
+        Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+    }
+
+    /// MinimumStatusDuration as a duration.
+    fn minimum_status_duration(&self) -> Duration {
+        let secs = self.keys.int(MINIMUM_STATUS_DURATION).unwrap_or(0);
+        Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+    }
+
+    /// Whether a Heartbeat is waiting or in flight.
+    fn has_heartbeat(&self) -> bool {
+        self.outbox.has_heartbeat()
+            || self
+                .triggered
+                .iter()
+                .any(|c| matches!(c, OutgoingCall::Heartbeat(_)))
+    }
+
+    /// Queues a call from the node, or fails it at once while disconnected.
+    fn enqueue(&mut self, call: OutgoingCall, now: Instant) {
+        if self.registration == Registration::Disconnected {
+            self.events.push_back(Event::Answered {
+                request: call,
+                outcome: Err(CallFailure::NotConnected),
+            });
+            return;
+        }
+        self.outbox.queue.push_back(call);
+        self.pump(now);
+    }
+
+    /// Answers or hands on a CALL from the CSMS.
+    fn handle_call(&mut self, id: MessageId, request: Result<Request, PayloadError>) {
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                self.transmit.push_back(error.reply(id).encode());
+                return;
+            }
+        };
+        let epoch = self.epoch;
+        let request = match request {
+            Request::GetConfiguration(r) => {
+                let response = self.keys.report(&r);
+                self.transmit.push_back(call_result(id, &response).encode());
+                return;
+            }
+            Request::ChangeConfiguration(r) => {
+                let (status, changed) = self.keys.change(&r);
+                let response = ChangeConfigurationResponse { status };
+                self.transmit.push_back(call_result(id, &response).encode());
+                if let Some(key) = changed {
+                    let value = self.keys.get(key).unwrap_or_default().to_owned();
+                    self.events
+                        .push_back(Event::ConfigurationChanged { key, value });
+                }
+                return;
+            }
+            Request::TriggerMessage(r)
+                if matches!(
+                    r.requested_message,
+                    MessageTrigger::Heartbeat | MessageTrigger::StatusNotification
+                ) =>
+            {
+                let status = self.trigger(&r);
+                let response = TriggerMessageResponse { status };
+                self.transmit.push_back(call_result(id, &response).encode());
+                return;
+            }
+            Request::ChangeAvailability(r) => {
+                CsmsRequest::ChangeAvailability(r, responder(&id, epoch))
+            }
+            Request::ClearCache(r) => CsmsRequest::ClearCache(r, responder(&id, epoch)),
+            Request::DataTransfer(r) => CsmsRequest::DataTransfer(r, responder(&id, epoch)),
+            Request::GetLocalListVersion(r) => {
+                CsmsRequest::GetLocalListVersion(r, responder(&id, epoch))
+            }
+            Request::RemoteStartTransaction(r) => {
+                CsmsRequest::RemoteStartTransaction(r, responder(&id, epoch))
+            }
+            Request::RemoteStopTransaction(r) => {
+                CsmsRequest::RemoteStopTransaction(r, responder(&id, epoch))
+            }
+            Request::Reset(r) => CsmsRequest::Reset(r, responder(&id, epoch)),
+            Request::SendLocalList(r) => CsmsRequest::SendLocalList(r, responder(&id, epoch)),
+            Request::TriggerMessage(r) => CsmsRequest::TriggerMessage(r, responder(&id, epoch)),
+            Request::UnlockConnector(r) => CsmsRequest::UnlockConnector(r, responder(&id, epoch)),
+        };
+        self.events.push_back(Event::Request(request));
+    }
+
+    /// Queues what a TriggerMessage for Heartbeat or StatusNotification asks for (§5.17):
+    /// Accepted while Pending or Accepted (triggered messages are the ones a Pending charge
+    /// point may send, §4.2), Rejected otherwise or for a connector that does not exist.
+    fn trigger(&mut self, request: &TriggerMessageRequest) -> TriggerMessageStatus {
+        let may_send = matches!(
+            self.registration,
+            Registration::Pending | Registration::Accepted
+        );
+        let connector_ok = request.connector_id.is_none_or(|c| self.statuses.exists(c));
+        if !may_send || !connector_ok {
+            return TriggerMessageStatus::Rejected;
+        }
+        if request.requested_message == MessageTrigger::Heartbeat {
+            if !self.has_heartbeat() {
+                self.triggered
+                    .push_back(OutgoingCall::Heartbeat(HeartbeatRequest {}));
+            }
+        } else {
+            let clock = self.clock;
+            let current = self
+                .statuses
+                .take_current(request.connector_id, |at| wall_time(clock, at));
+            self.triggered
+                .extend(current.into_iter().map(OutgoingCall::StatusNotification));
+        }
+        TriggerMessageStatus::Accepted
+    }
+
+    /// Takes the answer to the call in flight with message id `id`, or counts it unknown.
+    fn handle_answer(
+        &mut self,
+        id: &MessageId,
+        now: Instant,
+        outcome: impl FnOnce(&OutgoingCall) -> Result<Confirmation, CallFailure>,
+    ) {
+        match self.outbox.take_answered(id) {
+            Some(call) => {
+                let outcome = outcome(&call);
+                self.answered(call, outcome, now);
+            }
+            None => self.unknown_responses += 1,
+        }
+    }
+
+    /// The call in flight is done: acts on BootNotification and Heartbeat confirmations
+    /// and reports the outcome.
+    fn answered(
+        &mut self,
+        call: OutgoingCall,
+        outcome: Result<Confirmation, CallFailure>,
+        now: Instant,
+    ) {
+        self.timers.stop(Timer::Response);
+        match (&call, &outcome) {
+            (_, Ok(Confirmation::BootNotification(conf))) => {
+                self.set_clock(now, &conf.current_time);
+                let retry = Duration::from_secs(u64::try_from(conf.interval).unwrap_or(0));
+                match conf.status {
+                    RegistrationStatus::Accepted => {
+                        self.registration = Registration::Accepted;
+                        if conf.interval > 0 {
+                            // An interval outside the key's range keeps the old one.
+                            let _ = self
+                                .keys
+                                .set(HEARTBEAT_INTERVAL, &conf.interval.to_string());
+                        }
+                        self.statuses.forget_reported();
+                    }
+                    RegistrationStatus::Pending => {
+                        self.registration = Registration::Pending;
+                        self.retry_boot(retry, now);
+                    }
+                    RegistrationStatus::Rejected => {
+                        self.registration = Registration::Rejected;
+                        self.retry_boot(retry, now);
+                    }
+                }
+            }
+            (OutgoingCall::BootNotification(_), Err(_)) => self.retry_boot(Duration::ZERO, now),
+            (_, Ok(Confirmation::Heartbeat(conf))) => self.set_clock(now, &conf.current_time),
+            _ => {}
+        }
+        self.events.push_back(Event::Answered {
+            request: call,
+            outcome,
+        });
+    }
+
+    /// Schedules the next BootNotification after `interval`, or after the configured
+    /// retry when it is zero.
+    fn retry_boot(&mut self, interval: Duration, now: Instant) {
+        let wait = if interval.is_zero() {
+            self.config.boot_retry
+        } else {
+            interval
+        };
+        self.timers.set(Timer::BootRetry, now + wait);
+    }
+
+    /// Notes the CSMS's time.
+    fn set_clock(&mut self, now: Instant, time: &DateTime) {
+        self.clock = Some((now, time.unix_millis()));
+    }
+
+    /// Queues due statuses, sends the next call if none is in flight, and re-arms the
+    /// timers that follow from the state.
+    fn pump(&mut self, now: Instant) {
+        let accepted = self.registration == Registration::Accepted;
+        if accepted {
+            let clock = self.clock;
+            let min = self.minimum_status_duration();
+            let due = self.statuses.take_due(min, now, |at| wall_time(clock, at));
+            self.outbox
+                .queue
+                .extend(due.into_iter().map(OutgoingCall::StatusNotification));
+        }
+        if self.registration != Registration::Disconnected && self.outbox.in_flight.is_none() {
+            let next = if self.boot_wanted && !accepted {
+                self.boot_wanted = false;
+                Some(OutgoingCall::BootNotification(self.config.boot.clone()))
+            } else if matches!(
+                self.registration,
+                Registration::Pending | Registration::Accepted
+            ) {
+                self.triggered
+                    .pop_front()
+                    .or_else(|| accepted.then(|| self.outbox.queue.pop_front()).flatten())
+            } else {
+                None
+            };
+            if let Some(call) = next {
+                let id = self.ids.next_id();
+                self.transmit.push_back(call.to_frame(id.clone()).encode());
+                self.outbox.in_flight = Some(InFlight { id, call });
+                self.outbox.last_sent = Some(now);
+                self.timers
+                    .set(Timer::Response, now + self.config.response_timeout);
+            }
+        }
+        let status_due = accepted
+            .then(|| self.statuses.next_due(self.minimum_status_duration()))
+            .flatten();
+        self.timers.set_opt(Timer::Status, status_due);
+        let heartbeat_due = (accepted && !self.has_heartbeat())
+            .then(|| {
+                self.outbox
+                    .last_sent
+                    .map(|at| at + self.heartbeat_interval())
+            })
+            .flatten();
+        self.timers.set_opt(Timer::Heartbeat, heartbeat_due);
+    }
+}
+
+/// The responder for the CALL `id` received on connection `epoch`.
+fn responder<T>(id: &MessageId, epoch: u64) -> Responder<T> {
+    Responder {
+        id: id.clone(),
+        epoch,
+        request: PhantomData,
+    }
+}
+
+/// The CSMS's time at `at`, given the clock reading `clock`.
+fn wall_time(clock: Option<(Instant, i64)>, at: Instant) -> Option<DateTime> {
+    let (base, millis) = clock?;
+    let offset = if at >= base {
+        i64::try_from(at.duration_since(base).as_millis()).ok()?
+    } else {
+        -i64::try_from(base.duration_since(at).as_millis()).ok()?
+    };
+    Some(DateTime::from_unix_millis(millis + offset))
+}

@@ -1,0 +1,176 @@
+"""A test CSMS for ringhub's OCPP 1.6J charge points, built on the `ocpp` package.
+
+The package's v16 ChargePoint validates every CALL it receives, and every answer it
+sends, against the OCA JSON schemas of OCPP 1.6, so it is an independent judge of what
+ringhub puts on the wire.
+
+    csms.py PORT [--accept TAG ...] [--password PASSWORD] [--tls CERT_PEM KEY_PEM]
+
+- listens on 127.0.0.1:PORT (0 picks a free port) and prints `{"listening": PORT}`;
+- requires the WebSocket subprotocol ocpp1.6; the charge point identity is the last
+  path segment of the URL;
+- with --tls, serves wss:// with that certificate chain and key (security profile 2);
+- with --password, requires HTTP Basic auth `identity:PASSWORD` (security profiles 1
+  and 2) and answers 401 otherwise;
+- answers BootNotification (Accepted, interval 300), Heartbeat, StatusNotification,
+  Authorize (Accepted for the --accept tags, Invalid for others), StartTransaction
+  (transaction ids 1, 2, 3…), StopTransaction and MeterValues;
+- prints one JSON line per event on stdout, each with `t`, the receive time in Unix
+  seconds: `{"event": "connected", ...}`, `{"event": "received", "cp", "type", "id",
+  "action", "payload", "valid", "error"}` (`valid` is the schema check of a CALL, null
+  for a CALLRESULT/CALLERROR) and `{"event": "disconnected", ...}`.
+"""
+
+import argparse
+import asyncio
+import base64
+import http
+import itertools
+import json
+import logging
+import ssl
+import time
+from datetime import datetime, timezone
+
+import websockets
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, unpack, validate_payload
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+
+SUBPROTOCOL = "ocpp1.6"
+
+
+def log(event, **fields):
+    """One JSON line on stdout, stamped with the time it was written."""
+    print(json.dumps({"t": time.time(), "event": event, **fields}), flush=True)
+
+
+def now():
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Csms(ChargePoint):
+    """One charge point's session: logs every message, then lets `ocpp` route it."""
+
+    def __init__(self, identity, connection, accepted_tags, transaction_ids):
+        super().__init__(identity, connection)
+        self.accepted_tags = accepted_tags
+        self.transaction_ids = transaction_ids
+
+    async def route_message(self, raw_msg):
+        received = time.time()
+        entry = {"t": received, "event": "received", "cp": self.id, "raw": raw_msg}
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as e:
+            entry.update(valid=False, error=repr(e))
+        else:
+            entry.update(type=msg.message_type_id, id=msg.unique_id, valid=None, error=None)
+            if isinstance(msg, Call):
+                entry.update(action=msg.action, payload=msg.payload)
+                try:
+                    await validate_payload(msg, self._ocpp_version)
+                    entry["valid"] = True
+                except OCPPError as e:
+                    entry.update(valid=False, error=repr(e))
+        print(json.dumps(entry), flush=True)
+        await super().route_message(raw_msg)
+
+    def id_tag_info(self, id_tag):
+        accepted = id_tag in self.accepted_tags
+        status = AuthorizationStatus.accepted if accepted else AuthorizationStatus.invalid
+        return IdTagInfo(status=status)
+
+    @on(Action.boot_notification)
+    def on_boot_notification(self, **_):
+        return call_result.BootNotification(
+            current_time=now(), interval=300, status=RegistrationStatus.accepted
+        )
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self):
+        return call_result.Heartbeat(current_time=now())
+
+    @on(Action.status_notification)
+    def on_status_notification(self, **_):
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    def on_authorize(self, id_tag):
+        return call_result.Authorize(id_tag_info=self.id_tag_info(id_tag))
+
+    @on(Action.start_transaction)
+    def on_start_transaction(self, id_tag, **_):
+        return call_result.StartTransaction(
+            transaction_id=next(self.transaction_ids), id_tag_info=self.id_tag_info(id_tag)
+        )
+
+    @on(Action.stop_transaction)
+    def on_stop_transaction(self, **_):
+        return call_result.StopTransaction()
+
+    @on(Action.meter_values)
+    def on_meter_values(self, **_):
+        return call_result.MeterValues()
+
+
+def basic_auth_check(password):
+    """A websockets `process_request` hook that answers 401 unless the request carries
+    Basic auth `identity:password` for the identity in its path."""
+
+    def check(connection, request):
+        identity = request.path.rstrip("/").rsplit("/", 1)[-1]
+        expected = base64.b64encode(f"{identity}:{password}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            log("unauthorized", cp=identity)
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "bad credentials\n")
+        return None
+
+    return check
+
+
+async def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--accept", nargs="*", default=[], help="idTags to accept")
+    parser.add_argument("--password", help="require HTTP Basic auth with this password")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT_PEM", "KEY_PEM"), help="serve wss://")
+    args = parser.parse_args()
+
+    accepted_tags = set(args.accept)
+    transaction_ids = itertools.count(1)
+
+    async def session(connection):
+        # websockets refuses (HTTP 400) a client that does not offer ocpp1.6.
+        identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]
+        log("connected", cp=identity, subprotocol=connection.subprotocol)
+        try:
+            await Csms(identity, connection, accepted_tags, transaction_ids).start()
+        except websockets.ConnectionClosed as closed:
+            log("disconnected", cp=identity, reason=str(closed))
+
+    tls = None
+    if args.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(*args.tls)
+
+    server = await websockets.serve(
+        session,
+        "127.0.0.1",
+        args.port,
+        subprotocols=[SUBPROTOCOL],
+        process_request=basic_auth_check(args.password) if args.password else None,
+        ssl=tls,
+    )
+    port = server.sockets[0].getsockname()[1]
+    print(json.dumps({"listening": port}), flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":
+    # The ocpp package logs every message at INFO; our JSON lines on stdout replace it.
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main())
