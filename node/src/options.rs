@@ -4,8 +4,11 @@
 //! ```text
 //!   ringhub-node --config deploy/hubs/demo.toml --node cab-a \
 //!       [--data-dir DIR] [--metrics 127.0.0.1:PORT] [--zenoh-listen EP]... \
-//!       [--zenoh-connect EP]... [--can URI] [--auth free|local|ocpp]
+//!       [--zenoh-connect EP]... [--can URI] [--auth free|local|ocpp] [--csms URL]
 //! ```
+//!
+//! `--csms URL` replaces every dispenser's `csms_url` and implies `--auth ocpp` (unless
+//! `--auth` says otherwise).
 //!
 //! A flag replaces the config's value; a repeatable flag given at least once replaces the
 //! whole list. Errors name what is wrong and where it came from (the flag, or the config
@@ -16,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use ringhub_proto::config::{AuthMode, CabinetId, HubConfig, HubId, Segment};
+use ringhub_proto::config::{AuthMode, CabinetId, DispenserId, GunId, HubConfig, HubId, Segment};
 
 use crate::can::{BusUri, UriError};
 use crate::store::Store;
@@ -36,6 +39,23 @@ pub struct Overrides {
     pub can: Option<String>,
     /// `--auth`.
     pub auth: Option<AuthMode>,
+    /// `--csms URL`: the CSMS of every dispenser.
+    pub csms: Option<String>,
+}
+
+/// A dispenser with a gun on this node: one OCPP charge point the node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcppDispenser {
+    /// Its id in the config, for logs.
+    pub id: DispenserId,
+    /// Its charge point identity, the last path segment of its WebSocket URL.
+    pub identity: String,
+    /// The CSMS endpoint without the identity; `None`: the dispenser stays offline.
+    pub csms_url: Option<String>,
+    /// NumberOfConnectors: the highest connector id of its guns, on any cabinet.
+    pub connectors: u32,
+    /// This node's guns on it, with their OCPP connector ids.
+    pub guns: Vec<(GunId, u32)>,
 }
 
 /// Everything the node runtime needs to know about itself.
@@ -61,6 +81,8 @@ pub struct NodeOptions {
     pub local_auth_list: Vec<String>,
     /// The cabinet's segments, in ring order, as the config describes them.
     pub segments: Vec<Segment>,
+    /// The dispensers with a gun on this cabinet, in config order.
+    pub dispensers: Vec<OcppDispenser>,
 }
 
 /// Where a value came from, for error messages.
@@ -168,6 +190,46 @@ impl NodeOptions {
         };
         check_endpoints(&zenoh_connect, &connect_source)?;
 
+        let segments: Vec<Segment> = config.segments_of(&cabinet.id).cloned().collect();
+        let dispensers = config
+            .dispensers
+            .iter()
+            .filter_map(|dispenser| {
+                let guns: Vec<(GunId, u32)> = segments
+                    .iter()
+                    .filter_map(|s| s.gun.as_ref())
+                    .filter(|g| g.dispenser == dispenser.id)
+                    .map(|g| (g.id, g.connector.0))
+                    .collect();
+                if guns.is_empty() {
+                    return None;
+                }
+                let connectors = config
+                    .segments
+                    .iter()
+                    .filter_map(|s| s.gun.as_ref())
+                    .filter(|g| g.dispenser == dispenser.id)
+                    .map(|g| g.connector.0)
+                    .max()
+                    .unwrap_or(0);
+                Some(OcppDispenser {
+                    id: dispenser.id.clone(),
+                    identity: dispenser.ocpp_identity.clone(),
+                    csms_url: overrides
+                        .csms
+                        .clone()
+                        .or_else(|| dispenser.csms_url.clone()),
+                    connectors,
+                    guns,
+                })
+            })
+            .collect();
+        let auth = match (overrides.auth, &overrides.csms) {
+            (Some(auth), _) => auth,
+            (None, Some(_)) => AuthMode::Ocpp,
+            (None, None) => cabinet.auth,
+        };
+
         Ok(NodeOptions {
             hub: config.hub.id.clone(),
             node: cabinet.id.clone(),
@@ -178,9 +240,10 @@ impl NodeOptions {
             zenoh_listen,
             zenoh_connect,
             can,
-            auth: overrides.auth.unwrap_or(cabinet.auth),
+            auth,
             local_auth_list: cabinet.local_auth_list.clone(),
-            segments: config.segments_of(&cabinet.id).cloned().collect(),
+            segments,
+            dispensers,
         })
     }
 
@@ -253,6 +316,7 @@ mod tests {
             zenoh_connect: Some(vec![]),
             can: Some("socketcand:127.0.0.1:40000/cab-a".into()),
             auth: Some(AuthMode::Ocpp),
+            csms: None,
         };
         let options = NodeOptions::resolve(&demo(), "cab-a", overrides).expect("resolve");
         assert_eq!(options.data_dir, PathBuf::from("/var/lib/ringhub/test"));
@@ -268,6 +332,49 @@ mod tests {
         );
         assert_eq!(options.auth, AuthMode::Ocpp);
         assert_eq!(options.node, "cab-a");
+    }
+
+    #[test]
+    fn dispensers_of_the_cabinet_and_the_csms_flag() {
+        let options =
+            NodeOptions::resolve(&demo(), "cab-a", Overrides::default()).expect("resolve");
+        assert_eq!(
+            options.dispensers,
+            vec![OcppDispenser {
+                id: "disp-a".parse().expect("id"),
+                identity: "RH-DEMO-A".into(),
+                csms_url: None,
+                connectors: 2,
+                guns: vec![(GunId(0), 1), (GunId(1), 2)],
+            }],
+            "cab-a hosts both guns of disp-a and nothing else"
+        );
+        assert_eq!(
+            options.auth,
+            AuthMode::Free,
+            "the demo's cab-a is free vend"
+        );
+
+        let overrides = Overrides {
+            csms: Some("ws://127.0.0.1:9000/ocpp".into()),
+            ..Overrides::default()
+        };
+        let options = NodeOptions::resolve(&demo(), "cab-b", overrides).expect("resolve");
+        assert_eq!(options.auth, AuthMode::Ocpp, "--csms implies --auth ocpp");
+        let urls: Vec<_> = options
+            .dispensers
+            .iter()
+            .map(|d| (d.identity.as_str(), d.csms_url.as_deref()))
+            .collect();
+        assert_eq!(urls, vec![("RH-DEMO-B", Some("ws://127.0.0.1:9000/ocpp"))]);
+
+        let overrides = Overrides {
+            csms: Some("ws://127.0.0.1:9000/ocpp".into()),
+            auth: Some(AuthMode::Local),
+            ..Overrides::default()
+        };
+        let options = NodeOptions::resolve(&demo(), "cab-b", overrides).expect("resolve");
+        assert_eq!(options.auth, AuthMode::Local, "an explicit --auth wins");
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //!  CAN bus ───►│ decode ─► SegmentController (per seg) │───► CAN bus
 //!              │   ▲ tick 10 ms        │ events        │
 //!              │   └── auth decisions ◄┤ (store, log)  │
-//!              └───────────────────────┼───────────────┘
+//!              └──────▲────────────────┼───────────────┘
+//!      AuthResult     │  status, Authorize (mpsc, never awaited)
+//!              ┌──────┴────────────────▼───────────────┐
+//!              │ OCPP drivers (one per dispenser) ◄──► CSMS (ocpp::driver)
+//!              └────────────────────────┬──────────────┘
 //!                           snapshots (watch)
 //!                                      ▼
 //!                     publish task: Zenoh ≥ 5 Hz and on change, Prometheus
@@ -25,9 +29,10 @@ use tokio::time::MissedTickBehavior;
 
 use crate::can::{CanBus, ReconnectPolicy, ReconnectingBus};
 use crate::connector::{
-    AuthDecision, AuthPolicy, ConnectorEvent, IdToken, SegmentController, SegmentSetup,
-    SegmentSnapshot, Timing,
+    AuthDecision, AuthPolicy, ConnectorEvent, ConnectorStatus, IdToken, LocalFault,
+    SegmentController, SegmentSetup, SegmentSnapshot, Timing,
 };
+use crate::ocpp::driver::{AuthResult, Drivers};
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
 use crate::store::{PendingToken, Store, StoreError};
@@ -110,7 +115,15 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let control = Control::new(&options, store, snapshots_tx).await?;
+    let mut control = Control::new(&options, store, snapshots_tx).await?;
+    let has_csms = options.dispensers.iter().any(|d| d.csms_url.is_some());
+    if options.auth == AuthMode::Ocpp && has_csms {
+        control.drivers = Some(Drivers::start(
+            &options.dispensers,
+            &options.local_auth_list,
+            &shutdown,
+        ));
+    }
     control.run(shutdown).await;
     if let Ok(Err(error)) = publish_task.await {
         tracing::warn!(%error, "publisher ended with an error");
@@ -149,6 +162,12 @@ struct Control {
     urgent: u64,
     /// When the snapshots were last handed over.
     last_handover: Instant,
+    /// The OCPP drivers, with `--auth ocpp` and a CSMS; `None`: local decisions only.
+    drivers: Option<Drivers>,
+    /// Per controller: its gun's last status, to re-report Faulted when the fault arrives.
+    statuses: Vec<Option<ConnectorStatus>>,
+    /// Per controller: the last fault raised and not cleared, for Faulted's error code.
+    faults: Vec<Option<LocalFault>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -189,6 +208,7 @@ impl Control {
                 controller.restore_token(token.token, decision, now);
             }
         }
+        let count = controllers.len();
         Ok(Self {
             bus: ReconnectingBus::new(options.can.clone(), ReconnectPolicy::default()),
             controllers,
@@ -198,6 +218,9 @@ impl Control {
             snapshots,
             urgent: 0,
             last_handover: now,
+            drivers: None,
+            statuses: vec![None; count],
+            faults: vec![None; count],
         })
     }
 
@@ -215,6 +238,9 @@ impl Control {
                         break;
                     }
                 },
+                Some(result) = next_decision(&mut self.drivers) => {
+                    self.handle_decision(result).await;
+                }
                 _ = tick.tick() => {
                     let started = Instant::now();
                     for controller in &mut self.controllers {
@@ -280,6 +306,14 @@ impl Control {
             ConnectorEvent::Authorize { gun, token } => {
                 // Stored before it is decided, so a restart asks again instead of forgetting it.
                 self.persist(gun, &token, AuthStatus::Ongoing).await;
+                if self
+                    .drivers
+                    .as_ref()
+                    .is_some_and(|d| d.authorize(gun, &token))
+                {
+                    tracing::info!(%gun, %token, "asking the CSMS");
+                    return;
+                }
                 let decision = self.decide(&token);
                 let status = if decision == AuthDecision::Accepted {
                     AuthStatus::Accepted
@@ -314,6 +348,10 @@ impl Control {
             }
             ConnectorEvent::StatusChanged { gun, status } => {
                 tracing::info!(%gun, ?status, "status");
+                self.statuses[index] = Some(status);
+                if let Some(drivers) = &self.drivers {
+                    drivers.status(gun, status, self.faults[index].clone());
+                }
                 self.urgent += 1;
             }
             ConnectorEvent::IdentityReceived { gun, identity } => {
@@ -322,16 +360,51 @@ impl Control {
             ConnectorEvent::Fault { fault, raised } => {
                 if raised {
                     tracing::warn!(code = %fault.code, subject = %fault.subject, detail = %fault.detail, "fault raised");
+                    self.faults[index] = Some(fault);
+                    let gun = self.controllers[index].setup().gun.map(|g| g.id);
+                    if let (Some(drivers), Some(gun), Some(ConnectorStatus::Faulted)) =
+                        (&self.drivers, gun, self.statuses[index])
+                    {
+                        drivers.status(gun, ConnectorStatus::Faulted, self.faults[index].clone());
+                    }
                 } else {
                     tracing::info!(code = %fault.code, subject = %fault.subject, "fault cleared");
+                    if self.faults[index]
+                        .as_ref()
+                        .is_some_and(|f| f.code == fault.code)
+                    {
+                        self.faults[index] = None;
+                    }
                 }
                 self.urgent += 1;
             }
         }
     }
 
-    /// Local authorisation. OCPP authorisation arrives with the OCPP issue; until then an
-    /// `ocpp` cabinet decides from its local list, as a charge point does offline.
+    /// A decision from an OCPP driver: stored, then handed to the gun's controller.
+    async fn handle_decision(&mut self, result: AuthResult) {
+        let AuthResult {
+            gun,
+            token,
+            decision,
+        } = result;
+        let status = match decision {
+            AuthDecision::Accepted => AuthStatus::Accepted,
+            AuthDecision::Rejected => AuthStatus::Rejected,
+        };
+        self.persist(gun, &token, status).await;
+        tracing::info!(%gun, %token, ?decision, "authorisation (OCPP)");
+        if let Some(controller) = self
+            .controllers
+            .iter_mut()
+            .find(|c| c.setup().gun.is_some_and(|g| g.id == gun))
+        {
+            controller.handle_auth_decision(&token, decision, Instant::now());
+        }
+    }
+
+    /// Local authorisation: the cabinet's list, for `local` cabinets and for `ocpp` guns
+    /// whose dispenser has no CSMS (as a charge point decides offline).
     fn decide(&self, token: &IdToken) -> AuthDecision {
         let tag = token.id_tag();
         let listed = self
@@ -357,6 +430,14 @@ impl Control {
             Ok(Err(error)) => tracing::error!(%error, "could not store the pending token"),
             Err(error) => tracing::error!(%error, "store task failed"),
         }
+    }
+}
+
+/// The next decision of the OCPP drivers; never, without drivers or once they stopped.
+async fn next_decision(drivers: &mut Option<Drivers>) -> Option<AuthResult> {
+    match drivers {
+        Some(drivers) => drivers.decisions.recv().await,
+        None => std::future::pending().await,
     }
 }
 

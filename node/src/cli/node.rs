@@ -37,6 +37,10 @@ pub struct NodeArgs {
     /// Who may charge.
     #[arg(long, value_parser = parse_auth)]
     pub auth: Option<AuthMode>,
+    /// The CSMS (ws:// or wss://) of every dispenser on this cabinet, in place of the
+    /// config's `csms_url`; implies `--auth ocpp`.
+    #[arg(long)]
+    pub csms: Option<String>,
 }
 
 /// Runs the node until SIGINT or SIGTERM.
@@ -52,6 +56,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         zenoh_connect: (!args.zenoh_connect.is_empty()).then_some(args.zenoh_connect),
         can: args.can,
         auth: args.auth,
+        csms: args.csms,
     };
     let options = NodeOptions::resolve(&config, &args.node, overrides)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   handle_connected / handle_disconnected / handle_text / handle_timeout   (input, with now)
-//!   authorize / data_transfer / set_status / answer                          (commands)
+//!   authorize / data_transfer / set_status / answer,
+//!   start_transaction / stop_transaction / meter_values                      (commands)
 //!                    │
 //!              ┌─────▼──────┐  poll_transmit ─► text frames for the WebSocket
 //!              │ ChargePoint│  poll_event    ─► requests to carry out, answers to our calls
@@ -37,21 +38,28 @@
 //!   rest become [`Event::Request`] with a typed [`Responder`] for [`ChargePoint::answer`].
 //! - **StatusNotification** (§4.9): see `status.rs` — sent on change, once the status
 //!   has lasted MinimumStatusDuration, the newest status winning.
+//! - **Transactions** (§3.16, §4.7, §4.8, §4.10): see `transactions.rs` and `journal.rs`.
+//!   StartTransaction, StopTransaction and transaction MeterValues are stored in the
+//!   [`Journal`] before they are sent, go out in order after Accepted ahead of the other
+//!   queued calls, are retried per TransactionMessageAttempts and
+//!   TransactionMessageRetryInterval, and are removed only when confirmed; a new core over
+//!   the same journal picks them up where the old one stopped.
 //! - **Disconnect**: the call in flight and every queued call are dropped and reported as
-//!   failed with [`CallFailure::NotConnected`]. None of the calls this core sends yet is
-//!   transaction-related (Start/StopTransaction and transaction MeterValues come with the
-//!   persistent offline queue, which will re-queue them instead); statuses are not lost,
-//!   since all are reported again after the next Accepted. Requests from the CSMS not yet
-//!   answered are abandoned: their [`Responder`]s no longer send anything.
+//!   failed with [`CallFailure::NotConnected`], except transaction-related ones, which
+//!   stay in the journal for the next connection; statuses are not lost, since all are
+//!   reported again after the next Accepted. Requests from the CSMS not yet answered are
+//!   abandoned: their [`Responder`]s no longer send anything.
 //!
 //! Wall-clock timestamps (StatusNotification's `timestamp`) come from the CSMS's
 //! `currentTime` in the last BootNotification or Heartbeat confirmation, advanced by the
 //! injected `now`; before the first one, statuses carry no timestamp.
 
 mod config_keys;
+mod journal;
 mod outbox;
 mod status;
 mod timer;
+mod transactions;
 
 #[cfg(test)]
 mod tests;
@@ -68,17 +76,28 @@ use super::messages::central_system::{
 };
 use super::messages::charge_point::{
     AuthorizeRequest, BootNotificationRequest, ChargePointErrorCode, ChargePointStatus,
-    DataTransferRequest, HeartbeatRequest, RegistrationStatus,
+    DataTransferRequest, HeartbeatRequest, MeterValuesRequest, Reason, RegistrationStatus,
+    StartTransactionRequest, StopTransactionRequest,
 };
-use super::messages::{OcppCall, Request, call_result};
+use super::messages::meter::MeterValue;
+use super::messages::{IdTagInfo, OcppCall, Request, call_result};
 use super::rpc::{ErrorCode, Frame, MessageId, MessageIds, MessageType};
 use super::types::{CiString20, DateTime, PayloadError};
 pub use config_keys::{ConfigError, ConfigKeys, HEARTBEAT_INTERVAL, MINIMUM_STATUS_DURATION};
+pub use journal::{
+    Journal, JournalError, JournalState, JournalWrite, LocalTxId, MemoryJournal, Seq, TxMessage,
+    TxRecord,
+};
 pub use outbox::{CallFailure, Confirmation, OutgoingCall};
 use outbox::{InFlight, Outbox};
 use status::Statuses;
 pub use status::{StatusDetail, UnknownConnector};
 use timer::{Timer, TimerTable};
+use transactions::Transactions;
+pub use transactions::{
+    OpenTransaction, TRANSACTION_MESSAGE_ATTEMPTS, TRANSACTION_MESSAGE_RETRY_INTERVAL,
+    TransactionError,
+};
 
 /// What the charge point is, and how patient it is.
 #[derive(Debug, Clone)]
@@ -190,6 +209,30 @@ pub enum Event {
     },
     /// The CSMS asks for something; answer it with [`ChargePoint::answer`].
     Request(CsmsRequest),
+    /// The CSMS confirmed the StartTransaction of transaction `local`. When `id_tag_info`
+    /// is not Accepted the node stops the transaction (StopTransactionOnInvalidId, §4.8).
+    TransactionStarted {
+        /// The connector the transaction runs on.
+        connector: u32,
+        /// The charge point's id of the transaction.
+        local: LocalTxId,
+        /// The CSMS's id of it, now used by its Stop and MeterValues.
+        transaction_id: i32,
+        /// The CSMS's verdict on the idTag.
+        id_tag_info: IdTagInfo,
+    },
+    /// A transaction-related message was given up and deleted from the journal: after
+    /// TransactionMessageAttempts failed attempts (`failure` is the last one), or, with
+    /// no failure, because the Start of its transaction was given up, so that no
+    /// transactionId will ever come for it.
+    TransactionMessageDropped {
+        /// The message.
+        request: OutgoingCall,
+        /// The last attempt's failure.
+        failure: Option<CallFailure>,
+    },
+    /// The journal failed to record a confirmation or a drop; memory went ahead.
+    JournalFailed(JournalError),
     /// ChangeConfiguration changed a key (already in effect in the core).
     ConfigurationChanged {
         /// The key's canonical name.
@@ -219,6 +262,8 @@ pub struct ChargePoint {
     keys: ConfigKeys,
     /// Connector statuses and what was reported of them.
     statuses: Statuses,
+    /// The journal of transaction-related messages and their retry state.
+    transactions: Transactions,
     /// The deadlines.
     timers: TimerTable,
     /// The CSMS's clock: an instant and the Unix milliseconds it said then.
@@ -242,9 +287,36 @@ impl std::fmt::Debug for ChargePoint {
 }
 
 impl ChargePoint {
-    /// A disconnected charge point with the default configuration keys.
+    /// A disconnected charge point with the default configuration keys and a
+    /// [`MemoryJournal`], which does not survive a restart.
     pub fn new(config: Config, ids: Box<dyn MessageIds + Send>) -> Self {
+        let transactions = Transactions::new(Box::new(MemoryJournal::default()))
+            .expect("an empty memory journal loads");
+        Self::with_transactions(config, ids, transactions)
+    }
+
+    /// A disconnected charge point over `journal`: the messages it holds go out after the
+    /// next Accepted, in order.
+    pub fn with_journal(
+        config: Config,
+        ids: Box<dyn MessageIds + Send>,
+        journal: Box<dyn Journal + Send>,
+    ) -> Result<Self, JournalError> {
+        Ok(Self::with_transactions(
+            config,
+            ids,
+            Transactions::new(journal)?,
+        ))
+    }
+
+    /// A disconnected charge point with `transactions`.
+    fn with_transactions(
+        config: Config,
+        ids: Box<dyn MessageIds + Send>,
+        transactions: Transactions,
+    ) -> Self {
         Self {
+            transactions,
             keys: ConfigKeys::new(config.connectors),
             statuses: Statuses::new(config.connectors),
             config,
@@ -277,6 +349,22 @@ impl ChargePoint {
     /// The current status of `connector`, if one was set.
     pub fn status(&self, connector: u32) -> Option<ChargePointStatus> {
         self.statuses.current(connector)
+    }
+
+    /// The transactions started and not yet stopped, oldest first: after a restart, the
+    /// ones a reboot cut, to stop with reason PowerLoss or Reboot.
+    pub fn open_transactions(&self) -> Vec<OpenTransaction> {
+        self.transactions.open()
+    }
+
+    /// How many transaction-related messages wait for their confirmation.
+    pub fn pending_transaction_messages(&self) -> usize {
+        self.transactions.pending()
+    }
+
+    /// The journal of transaction-related messages.
+    pub fn journal(&self) -> &dyn Journal {
+        self.transactions.journal()
     }
 
     /// How many CALLRESULTs and CALLERRORs answered no call in flight.
@@ -314,7 +402,14 @@ impl ChargePoint {
         self.epoch += 1;
         self.timers.clear();
         self.transmit.clear();
-        let in_flight = self.outbox.in_flight.take().map(|f| f.call);
+        self.transactions.handle_disconnected();
+        // A transaction-related call stays in the journal.
+        let in_flight = self
+            .outbox
+            .in_flight
+            .take()
+            .filter(|f| f.journal.is_none())
+            .map(|f| f.call);
         let dropped: Vec<_> = in_flight
             .into_iter()
             .chain(self.triggered.drain(..))
@@ -376,8 +471,8 @@ impl ChargePoint {
             }
             match timer {
                 Timer::Response => {
-                    if let Some(InFlight { call, .. }) = self.outbox.in_flight.take() {
-                        self.answered(call, Err(CallFailure::Timeout), now);
+                    if let Some(in_flight) = self.outbox.in_flight.take() {
+                        self.answered(in_flight, Err(CallFailure::Timeout), now);
                     }
                 }
                 Timer::BootRetry => self.boot_wanted = true,
@@ -392,6 +487,7 @@ impl ChargePoint {
                 Timer::Status => {}
             }
         }
+        self.transactions.handle_timeout(now);
         self.pump(now);
     }
 
@@ -435,6 +531,88 @@ impl ChargePoint {
         true
     }
 
+    /// Starts a transaction on `connector` (§4.8): its StartTransaction is stored in the
+    /// journal and sent once registered. `timestamp_now` is the wall-clock start time.
+    /// Returns the transaction's local id; the CSMS's comes as [`Event::TransactionStarted`].
+    pub fn start_transaction(
+        &mut self,
+        connector: u32,
+        id_tag: CiString20,
+        meter_start_wh: i32,
+        timestamp_now: DateTime,
+        now: Instant,
+    ) -> Result<LocalTxId, TransactionError> {
+        if connector == 0 || !self.statuses.exists(connector) {
+            return Err(TransactionError::UnknownConnector(connector));
+        }
+        let local = self.transactions.start(StartTransactionRequest {
+            connector_id: connector,
+            id_tag,
+            meter_start: meter_start_wh,
+            reservation_id: None,
+            timestamp: timestamp_now,
+        })?;
+        self.pump(now);
+        Ok(local)
+    }
+
+    /// Stops the transaction on `connector` (§4.10): its StopTransaction is stored in the
+    /// journal and sent after everything stored before it, with the CSMS's transactionId.
+    /// `timestamp_now` is the wall-clock stop time.
+    pub fn stop_transaction(
+        &mut self,
+        connector: u32,
+        meter_stop_wh: i32,
+        reason: Reason,
+        timestamp_now: DateTime,
+        now: Instant,
+    ) -> Result<LocalTxId, TransactionError> {
+        let local = self.transactions.stop(
+            connector,
+            StopTransactionRequest {
+                id_tag: None,
+                meter_stop: meter_stop_wh,
+                timestamp: timestamp_now,
+                // Filled in when sent.
+                transaction_id: 0,
+                reason: Some(reason),
+                transaction_data: None,
+            },
+        )?;
+        self.pump(now);
+        Ok(local)
+    }
+
+    /// Sends readings of `connector` (§4.7): stored in the journal with the transaction
+    /// when one runs on the connector, else queued like [`Self::authorize`] (and failed at
+    /// once while disconnected).
+    pub fn meter_values(
+        &mut self,
+        connector: u32,
+        values: Vec<MeterValue>,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
+        if !self.statuses.exists(connector) {
+            return Err(TransactionError::UnknownConnector(connector));
+        }
+        if values.is_empty() {
+            return Err(TransactionError::NoReadings);
+        }
+        let request = MeterValuesRequest {
+            connector_id: connector,
+            transaction_id: None,
+            meter_value: values,
+        };
+        match self.transactions.open_on(connector) {
+            Some(open) => {
+                self.transactions.meter_values(open.local, request)?;
+                self.pump(now);
+            }
+            None => self.enqueue(OutgoingCall::MeterValues(request), now),
+        }
+        Ok(())
+    }
+
     // ---- poll_* ----
 
     /// The next text frame to send.
@@ -449,7 +627,11 @@ impl ChargePoint {
 
     /// When [`Self::handle_timeout`] is to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.earliest()
+        let retry = self
+            .transactions
+            .retry_at()
+            .filter(|_| self.registration == Registration::Accepted);
+        self.timers.earliest().into_iter().chain(retry).min()
     }
 
     // ---- internals ----
@@ -463,6 +645,21 @@ impl ChargePoint {
     /// MinimumStatusDuration as a duration.
     fn minimum_status_duration(&self) -> Duration {
         let secs = self.keys.int(MINIMUM_STATUS_DURATION).unwrap_or(0);
+        Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+    }
+
+    /// TransactionMessageAttempts.
+    fn transaction_attempts(&self) -> u32 {
+        let attempts = self.keys.int(TRANSACTION_MESSAGE_ATTEMPTS).unwrap_or(1);
+        u32::try_from(attempts).unwrap_or(1).max(1)
+    }
+
+    /// TransactionMessageRetryInterval as a duration.
+    fn transaction_retry_interval(&self) -> Duration {
+        let secs = self
+            .keys
+            .int(TRANSACTION_MESSAGE_RETRY_INTERVAL)
+            .unwrap_or(0);
         Duration::from_secs(u64::try_from(secs).unwrap_or(0))
     }
 
@@ -584,23 +781,33 @@ impl ChargePoint {
         outcome: impl FnOnce(&OutgoingCall) -> Result<Confirmation, CallFailure>,
     ) {
         match self.outbox.take_answered(id) {
-            Some(call) => {
-                let outcome = outcome(&call);
-                self.answered(call, outcome, now);
+            Some(in_flight) => {
+                let outcome = outcome(&in_flight.call);
+                self.answered(in_flight, outcome, now);
             }
             None => self.unknown_responses += 1,
         }
     }
 
-    /// The call in flight is done: acts on BootNotification and Heartbeat confirmations
-    /// and reports the outcome.
+    /// The call in flight is done: hands a transaction-related one to the journal, acts
+    /// on BootNotification and Heartbeat confirmations and reports the outcome.
     fn answered(
         &mut self,
-        call: OutgoingCall,
+        in_flight: InFlight,
         outcome: Result<Confirmation, CallFailure>,
         now: Instant,
     ) {
         self.timers.stop(Timer::Response);
+        let InFlight { call, journal, .. } = in_flight;
+        if let Some(seq) = journal {
+            let retry = (
+                self.transaction_attempts(),
+                self.transaction_retry_interval(),
+            );
+            self.transactions
+                .answered(seq, call, outcome, retry, now, &mut self.events);
+            return;
+        }
         match (&call, &outcome) {
             (_, Ok(Confirmation::BootNotification(conf))) => {
                 self.set_clock(now, &conf.current_time);
@@ -667,21 +874,36 @@ impl ChargePoint {
         if self.registration != Registration::Disconnected && self.outbox.in_flight.is_none() {
             let next = if self.boot_wanted && !accepted {
                 self.boot_wanted = false;
-                Some(OutgoingCall::BootNotification(self.config.boot.clone()))
+                Some((
+                    OutgoingCall::BootNotification(self.config.boot.clone()),
+                    None,
+                ))
             } else if matches!(
                 self.registration,
                 Registration::Pending | Registration::Accepted
             ) {
                 self.triggered
                     .pop_front()
-                    .or_else(|| accepted.then(|| self.outbox.queue.pop_front()).flatten())
+                    .map(|call| (call, None))
+                    .or_else(|| {
+                        accepted
+                            .then(|| self.transactions.next(&mut self.events))
+                            .flatten()
+                            .map(|(seq, call)| (call, Some(seq)))
+                    })
+                    .or_else(|| {
+                        accepted
+                            .then(|| self.outbox.queue.pop_front())
+                            .flatten()
+                            .map(|call| (call, None))
+                    })
             } else {
                 None
             };
-            if let Some(call) = next {
+            if let Some((call, journal)) = next {
                 let id = self.ids.next_id();
                 self.transmit.push_back(call.to_frame(id.clone()).encode());
-                self.outbox.in_flight = Some(InFlight { id, call });
+                self.outbox.in_flight = Some(InFlight { id, call, journal });
                 self.outbox.last_sent = Some(now);
                 self.timers
                     .set(Timer::Response, now + self.config.response_timeout);

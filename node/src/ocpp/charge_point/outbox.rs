@@ -3,7 +3,8 @@
 //! OCPP-J 1.6 §4.1.1 allows one outstanding CALL per connection: the charge point keeps
 //! its calls in a queue and sends the next one only when the previous one got its
 //! CALLRESULT or CALLERROR, or timed out. Whatever the outcome, the call comes back to the
-//! node as [`super::Event::Answered`] together with the request it answers.
+//! node as [`super::Event::Answered`] together with the request it answers, except for
+//! the transaction-related calls, which `transactions.rs` keeps until they are confirmed.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -14,10 +15,13 @@ use super::super::messages::OcppCall;
 use super::super::messages::charge_point::{
     AuthorizeRequest, AuthorizeResponse, BootNotificationRequest, BootNotificationResponse,
     DataTransferRequest, DataTransferResponse, HeartbeatRequest, HeartbeatResponse,
-    StatusNotificationRequest, StatusNotificationResponse,
+    MeterValuesRequest, MeterValuesResponse, StartTransactionRequest, StartTransactionResponse,
+    StatusNotificationRequest, StatusNotificationResponse, StopTransactionRequest,
+    StopTransactionResponse,
 };
 use super::super::rpc::{ErrorCode, Frame, MessageId};
 use super::super::types::PayloadError;
+use super::journal::Seq;
 
 /// A call the charge point sends to the CSMS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +34,15 @@ pub enum OutgoingCall {
     DataTransfer(DataTransferRequest),
     /// Heartbeat.req, sent by the core when idle.
     Heartbeat(HeartbeatRequest),
+    /// MeterValues.req: from the journal when it has a transactionId, else queued by the
+    /// node.
+    MeterValues(MeterValuesRequest),
+    /// StartTransaction.req, from the journal.
+    StartTransaction(StartTransactionRequest),
     /// StatusNotification.req, sent by the core when a status has lasted long enough.
     StatusNotification(StatusNotificationRequest),
+    /// StopTransaction.req, from the journal.
+    StopTransaction(StopTransactionRequest),
 }
 
 /// The confirmation of an [`OutgoingCall`], of the matching variant.
@@ -45,8 +56,14 @@ pub enum Confirmation {
     DataTransfer(DataTransferResponse),
     /// Heartbeat.conf.
     Heartbeat(HeartbeatResponse),
+    /// MeterValues.conf.
+    MeterValues(MeterValuesResponse),
+    /// StartTransaction.conf.
+    StartTransaction(StartTransactionResponse),
     /// StatusNotification.conf.
     StatusNotification(StatusNotificationResponse),
+    /// StopTransaction.conf.
+    StopTransaction(StopTransactionResponse),
 }
 
 /// Why a call got no confirmation.
@@ -79,7 +96,10 @@ impl OutgoingCall {
             Self::BootNotification(r) => r.to_call(id),
             Self::DataTransfer(r) => r.to_call(id),
             Self::Heartbeat(r) => r.to_call(id),
+            Self::MeterValues(r) => r.to_call(id),
+            Self::StartTransaction(r) => r.to_call(id),
             Self::StatusNotification(r) => r.to_call(id),
+            Self::StopTransaction(r) => r.to_call(id),
         }
     }
 
@@ -98,9 +118,18 @@ impl OutgoingCall {
             Self::Heartbeat(_) => {
                 Confirmation::Heartbeat(HeartbeatRequest::decode_response(payload)?)
             }
+            Self::MeterValues(_) => {
+                Confirmation::MeterValues(MeterValuesRequest::decode_response(payload)?)
+            }
+            Self::StartTransaction(_) => {
+                Confirmation::StartTransaction(StartTransactionRequest::decode_response(payload)?)
+            }
             Self::StatusNotification(_) => Confirmation::StatusNotification(
                 StatusNotificationRequest::decode_response(payload)?,
             ),
+            Self::StopTransaction(_) => {
+                Confirmation::StopTransaction(StopTransactionRequest::decode_response(payload)?)
+            }
         })
     }
 }
@@ -112,6 +141,9 @@ pub(super) struct InFlight {
     pub(super) id: MessageId,
     /// The request, handed back with the answer.
     pub(super) call: OutgoingCall,
+    /// The journal position of a transaction-related call, which stays stored until
+    /// confirmed.
+    pub(super) journal: Option<Seq>,
 }
 
 /// The queue of calls and the one in flight.
@@ -127,9 +159,9 @@ pub(super) struct Outbox {
 
 impl Outbox {
     /// Takes the call in flight if `id` is its id.
-    pub(super) fn take_answered(&mut self, id: &MessageId) -> Option<OutgoingCall> {
+    pub(super) fn take_answered(&mut self, id: &MessageId) -> Option<InFlight> {
         if self.in_flight.as_ref().is_some_and(|f| f.id == *id) {
-            self.in_flight.take().map(|f| f.call)
+            self.in_flight.take()
         } else {
             None
         }

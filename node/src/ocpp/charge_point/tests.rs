@@ -1,5 +1,6 @@
 //! Deterministic tests of the charge point core: time is injected, message ids are
-//! sequential from seed 0 ("0-0", "0-1", …).
+//! sequential from seed 0 ("0-0", "0-1", …). The helpers serve the transaction tests in
+//! `transactions.rs` too.
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +13,17 @@ use crate::ocpp::rpc::SequentialIds;
 use crate::ocpp::types::CiString50;
 
 /// Seconds.
-fn s(n: u64) -> Duration {
+pub(super) fn s(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
 /// A two-connector charge point, not connected.
-fn charge_point() -> ChargePoint {
+pub(super) fn charge_point() -> ChargePoint {
+    ChargePoint::new(config(), Box::new(SequentialIds::new(0)))
+}
+
+/// The configuration of a two-connector charge point.
+pub(super) fn config() -> Config {
     let boot = BootNotificationRequest {
         charge_point_vendor: CiString20::new("ringhub").unwrap(),
         charge_point_model: CiString20::new("RH-360").unwrap(),
@@ -29,46 +35,46 @@ fn charge_point() -> ChargePoint {
         meter_type: None,
         meter_serial_number: None,
     };
-    ChargePoint::new(Config::new(boot, 2), Box::new(SequentialIds::new(0)))
+    Config::new(boot, 2)
 }
 
 /// Every frame waiting to go out, as JSON.
-fn sent(cp: &mut ChargePoint) -> Vec<Value> {
+pub(super) fn sent(cp: &mut ChargePoint) -> Vec<Value> {
     std::iter::from_fn(|| cp.poll_transmit())
         .map(|t| serde_json::from_str(&t).unwrap())
         .collect()
 }
 
 /// The single frame waiting to go out.
-fn one(cp: &mut ChargePoint) -> Value {
+pub(super) fn one(cp: &mut ChargePoint) -> Value {
     let mut frames = sent(cp);
     assert_eq!(frames.len(), 1, "{frames:?}");
     frames.remove(0)
 }
 
 /// Every event waiting.
-fn events(cp: &mut ChargePoint) -> Vec<Event> {
+pub(super) fn events(cp: &mut ChargePoint) -> Vec<Event> {
     std::iter::from_fn(|| cp.poll_event()).collect()
 }
 
 /// The action of a CALL frame.
-fn action(frame: &Value) -> &str {
+pub(super) fn action(frame: &Value) -> &str {
     assert_eq!(frame[0], 2, "{frame}");
     frame[2].as_str().unwrap()
 }
 
 /// Answers the CALL `frame` with `payload`.
-fn reply(cp: &mut ChargePoint, frame: &Value, payload: Value, now: Instant) {
+pub(super) fn reply(cp: &mut ChargePoint, frame: &Value, payload: Value, now: Instant) {
     cp.handle_text(&json!([3, frame[1], payload]).to_string(), now);
 }
 
 /// A BootNotification confirmation.
-fn boot_conf(status: &str, interval: i64) -> Value {
+pub(super) fn boot_conf(status: &str, interval: i64) -> Value {
     json!({"status": status, "currentTime": "2024-05-01T12:00:00.000Z", "interval": interval})
 }
 
 /// Connects at `t0` and accepts the boot with heartbeat `interval`; drains everything.
-fn registered(cp: &mut ChargePoint, t0: Instant, interval: i64) {
+pub(super) fn registered(cp: &mut ChargePoint, t0: Instant, interval: i64) {
     cp.handle_connected(t0);
     let boot = one(cp);
     assert_eq!(action(&boot), "BootNotification");
@@ -78,11 +84,18 @@ fn registered(cp: &mut ChargePoint, t0: Instant, interval: i64) {
 }
 
 /// A CALL from the CSMS.
-fn csms_call(cp: &mut ChargePoint, id: &str, action: &str, payload: Value, now: Instant) {
+pub(super) fn csms_call(
+    cp: &mut ChargePoint,
+    id: &str,
+    action: &str,
+    payload: Value,
+    now: Instant,
+) {
     cp.handle_text(&json!([2, id, action, payload]).to_string(), now);
 }
 
-fn tag(t: &str) -> CiString20 {
+/// An idTag.
+pub(super) fn tag(t: &str) -> CiString20 {
     CiString20::new(t).unwrap()
 }
 

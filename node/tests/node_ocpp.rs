@@ -1,0 +1,253 @@
+//! A real `ringhub-node` as an OCPP 1.6J charge point (issue 6, first slice: boot, status,
+//! authorize), judged by `tests/ocpp_csms/csms.py`, whose `ocpp` package validates every
+//! message against the OCA JSON schemas, while the simulator plays the hardware.
+//!
+//! ```text
+//!  csms.py (--accept CARD) ◄── ws://…/RH-DEMO-A ── ringhub-node cab-a ◄─ socketcand ─ Sim
+//! ```
+//!
+//! Gun 0 is connector 1 of dispenser disp-a (identity RH-DEMO-A), gun 1 connector 2.
+//! The plug-in → StatusNotification(Preparing) latency is measured at the CSMS: the plug
+//! time is taken by this process just before the simulator's Plug action, the receive
+//! time is csms.py's `t`; both read this machine's wall clock.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{CARD, Rig, STEP, act, bounded, describe_gun, ev, gun};
+use ringhub_proto::config::{DEMO_TOML, HubConfig};
+use ringhub_sim::world::Action;
+use serde_json::Value;
+
+/// A card the CSMS does not know.
+const UNKNOWN_CARD: &str = "DEADBEEF";
+
+/// The workspace root, where `scripts/` lives.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("node/ has a parent")
+        .to_owned()
+}
+
+/// csms.py, running; killed and reaped on drop.
+struct Csms {
+    /// The Python process.
+    child: Child,
+    /// Its stdout, one JSON line per event, from a reader thread.
+    lines: mpsc::Receiver<Value>,
+    /// Every line seen so far, for failure messages and later searches.
+    seen: Vec<Value>,
+    /// The port it listens on.
+    port: u16,
+}
+
+impl Csms {
+    /// Installs the CSMS's requirements, starts it on a free port accepting `accept`.
+    fn start(accept: &[&str]) -> Self {
+        let root = workspace_root();
+        let output = Command::new(root.join("scripts/python-env"))
+            .arg("node/tests/ocpp_csms/requirements.txt")
+            .current_dir(&root)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/python-env");
+        assert!(output.status.success(), "scripts/python-env failed");
+        let venv = PathBuf::from(String::from_utf8(output.stdout).expect("UTF-8").trim());
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(root.join("node/tests/ocpp_csms/csms.py"))
+            .arg("0")
+            .arg("--accept")
+            .args(accept)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn csms.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("csms.py printed {line:?}: {e}"));
+                if sender.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut csms = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            port: 0,
+        };
+        let ready = csms.wait_for("listening", |v| v.get("listening").is_some());
+        csms.port = ready["listening"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .expect("a port number");
+        csms
+    }
+
+    /// Its endpoint, without the identity.
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ocpp", self.port)
+    }
+
+    /// The first line, seen before or arriving within [`STEP`], that `matches`.
+    fn wait_for(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(line) = self.seen.iter().find(|v| matches(v)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "csms.py logged no {what} within {STEP:?} ({e}); it logged:\n{}",
+                    self.seen
+                        .iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The first CALL `action` received from RH-DEMO-A that `matches` its payload;
+    /// it must have passed the schema check.
+    fn call(&mut self, action: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let line = self.wait_for(action, |v| {
+            v["event"] == "received"
+                && v["cp"] == "RH-DEMO-A"
+                && v["action"] == action
+                && matches(&v["payload"])
+        });
+        assert_eq!(line["valid"], true, "schema check of {line}");
+        line
+    }
+}
+
+impl Drop for Csms {
+    fn drop(&mut self) {
+        // Fails only if it has exited already; it is reaped either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo hub with cab-a on OCPP and disp-a pointed at `csms_url`: the TOML text and
+/// the parsed config.
+fn demo_with_csms(csms_url: &str) -> (String, HubConfig) {
+    // cab-a is the first cabinet, so its `auth` line is the first one.
+    let free = "\nauth = \"free\"\n";
+    assert!(DEMO_TOML.contains(free), "the demo config changed shape");
+    let text = DEMO_TOML.replacen(free, "\nauth = \"ocpp\"\n", 1);
+    let identity = "ocpp_identity = \"RH-DEMO-A\"\n";
+    assert!(text.contains(identity), "the demo config changed shape");
+    let text = text.replacen(identity, &format!("{identity}csms_url = {csms_url:?}\n"), 1);
+    let config = HubConfig::parse(&text, "demo-ocpp.toml").expect("the edited demo parses");
+    (text, config)
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_status_and_authorize_against_the_csms() {
+    bounded(async {
+        let mut csms = Csms::start(&[CARD]);
+        let (text, config) = demo_with_csms(&csms.url());
+        let rig = Rig::start("ocpp", config, Some(&text), "ocpp").await;
+
+        // Boot: a schema-valid BootNotification, then Available for both connectors.
+        let boot = csms.call("BootNotification", |_| true);
+        assert_eq!(boot["payload"]["chargePointVendor"], "ringhub");
+        for connector in [1, 2] {
+            csms.call("StatusNotification", |p| {
+                p["connectorId"] == connector && p["status"] == "Available"
+            });
+        }
+
+        // Plug-in at gun 1 (connector 2): Preparing, timed at the CSMS.
+        let plugged_at = unix_now();
+        act(&rig.world, Action::Plug(ev(1, 50.0, 52.0, 2.0))).await;
+        let preparing = csms.call("StatusNotification", |p| {
+            p["connectorId"] == 2 && p["status"] == "Preparing"
+        });
+        let received_at = preparing["t"].as_f64().expect("a receive time");
+        assert!(received_at >= plugged_at, "Preparing came after the plug");
+        println!(
+            "plug-in -> StatusNotification(Preparing) at the CSMS: {:.1} ms",
+            (received_at - plugged_at) * 1000.0
+        );
+
+        // Then a card the CSMS does not know, at gun 1: asked, refused, never energised.
+        act(
+            &rig.world,
+            Action::Rfid {
+                gun: 1,
+                id_tag: UNKNOWN_CARD.into(),
+            },
+        )
+        .await;
+        csms.call("Authorize", |p| p["idTag"] == UNKNOWN_CARD);
+        rig.wait_sim("gun 1's token refused at the PLC", |s| {
+            if gun(s, 1)["auth"] == "Rejected" {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 1))
+            }
+        })
+        .await;
+
+        // The accepted card at gun 0 (connector 1): Authorize, then a charging session.
+        act(
+            &rig.world,
+            Action::Rfid {
+                gun: 0,
+                id_tag: CARD.into(),
+            },
+        )
+        .await;
+        csms.call("Authorize", |p| p["idTag"] == CARD);
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Preparing"
+        });
+        rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
+            if gun(s, 0)["auth"] == "Accepted" {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
+        rig.start_charging(ev(0, 50.0, 52.0, 2.0)).await;
+
+        // Gun 1, plugged with a refused card, stayed dead throughout (the monitor samples
+        // every 10 ms); gun 0 was energised.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let seen = rig.monitor.seen();
+        assert!(seen.energised.contains(&0), "gun 0 was energised");
+        assert!(!seen.energised.contains(&1), "gun 1 was never energised");
+    })
+    .await;
+}
