@@ -9,7 +9,8 @@
 //!              │   ▲ tick 10 ms        │ events        │
 //!              │   └── auth decisions ◄┤ (store, log)  │
 //!              └──────▲────────────────┼───────────────┘
-//!      AuthResult     │  status, Authorize (mpsc, never awaited)
+//!  decisions, stop    │  status, Authorize, Start/StopTransaction (mpsc, never
+//!  requests (mpsc)    │  awaited); gun readings (watch, every hand-over)
 //!              ┌──────┴────────────────▼───────────────┐
 //!              │ OCPP drivers (one per dispenser) ◄──► CSMS (ocpp::driver)
 //!              └────────────────────────┬──────────────┘
@@ -29,10 +30,10 @@ use tokio::time::MissedTickBehavior;
 
 use crate::can::{CanBus, ReconnectPolicy, ReconnectingBus};
 use crate::connector::{
-    AuthDecision, AuthPolicy, ConnectorEvent, ConnectorStatus, IdToken, LocalFault,
+    AuthDecision, AuthPolicy, Command, ConnectorEvent, ConnectorStatus, IdToken, LocalFault,
     SegmentController, SegmentSetup, SegmentSnapshot, Timing,
 };
-use crate::ocpp::driver::{AuthResult, Drivers};
+use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG};
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
 use crate::store::{PendingToken, Store, StoreError};
@@ -238,9 +239,10 @@ impl Control {
                         break;
                     }
                 },
-                Some(result) = next_decision(&mut self.drivers) => {
-                    self.handle_decision(result).await;
-                }
+                Some(report) = next_report(&mut self.drivers) => match report {
+                    DriverReport::Auth(result) => self.handle_decision(result).await,
+                    DriverReport::StopSession { gun } => self.stop_session(gun),
+                },
                 _ = tick.tick() => {
                     let started = Instant::now();
                     for controller in &mut self.controllers {
@@ -293,7 +295,11 @@ impl Control {
         let urgent = self.snapshots.borrow().urgent != self.urgent;
         if urgent || now.duration_since(self.last_handover) >= PUBLISH_PERIOD / 4 {
             self.last_handover = now;
-            let snapshots = self.controllers.iter().map(|c| c.snapshot(now)).collect();
+            let snapshots: Vec<SegmentSnapshot> =
+                self.controllers.iter().map(|c| c.snapshot(now)).collect();
+            if let Some(drivers) = &self.drivers {
+                drivers.readings(&snapshots);
+            }
             self.snapshots.send_replace(Published {
                 snapshots,
                 urgent: self.urgent,
@@ -330,6 +336,9 @@ impl Control {
                 energy,
             } => {
                 tracing::info!(%gun, ?reason, energy_kwh = energy.0, "session ended");
+                if let Some(drivers) = &self.drivers {
+                    drivers.session_ended(gun, reason, energy);
+                }
                 let store = self.store.clone();
                 match tokio::task::spawn_blocking(move || store.remove_token(gun)).await {
                     Ok(Ok(_)) => {}
@@ -343,7 +352,11 @@ impl Control {
                 token,
                 meter_start,
             } => {
-                tracing::info!(%gun, token = ?token.map(|t| t.to_string()), meter_start_kwh = meter_start.0, "session started");
+                tracing::info!(%gun, token = ?token.as_ref().map(ToString::to_string), meter_start_kwh = meter_start.0, "session started");
+                if let Some(drivers) = &self.drivers {
+                    let id_tag = self.session_id_tag(index, token.as_ref());
+                    drivers.session_started(gun, &id_tag, meter_start);
+                }
                 self.urgent += 1;
             }
             ConnectorEvent::StatusChanged { gun, status } => {
@@ -403,6 +416,37 @@ impl Control {
         }
     }
 
+    /// The id tag of a session's transaction: its token's; without a token, the EV's MAC
+    /// in upper-case hex when known, else [`FREE_ID_TAG`].
+    fn session_id_tag(&self, index: usize, token: Option<&IdToken>) -> String {
+        if let Some(token) = token {
+            return token.id_tag().to_owned();
+        }
+        self.controllers[index]
+            .snapshot(Instant::now())
+            .gun
+            .and_then(|g| g.ev_identity)
+            .map_or_else(
+                || FREE_ID_TAG.to_owned(),
+                |identity| identity.mac.0.iter().map(|b| format!("{b:02X}")).collect(),
+            )
+    }
+
+    /// The CSMS asked to stop `gun`'s session.
+    fn stop_session(&mut self, gun: GunId) {
+        let Some(controller) = self
+            .controllers
+            .iter_mut()
+            .find(|c| c.setup().gun.is_some_and(|g| g.id == gun))
+        else {
+            return;
+        };
+        tracing::info!(%gun, "stopping the session: the CSMS refused its id tag");
+        if let Err(error) = controller.handle_command(Command::StopSession, Instant::now()) {
+            tracing::warn!(%gun, %error, "session not stopped");
+        }
+    }
+
     /// Local authorisation: the cabinet's list, for `local` cabinets and for `ocpp` guns
     /// whose dispenser has no CSMS (as a charge point decides offline).
     fn decide(&self, token: &IdToken) -> AuthDecision {
@@ -433,10 +477,10 @@ impl Control {
     }
 }
 
-/// The next decision of the OCPP drivers; never, without drivers or once they stopped.
-async fn next_decision(drivers: &mut Option<Drivers>) -> Option<AuthResult> {
+/// The next report of the OCPP drivers; never, without drivers or once they stopped.
+async fn next_report(drivers: &mut Option<Drivers>) -> Option<DriverReport> {
     match drivers {
-        Some(drivers) => drivers.decisions.recv().await,
+        Some(drivers) => drivers.reports.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -1,5 +1,5 @@
-//! A real `ringhub-node` as an OCPP 1.6J charge point (issue 6, first slice: boot, status,
-//! authorize), judged by `tests/ocpp_csms/csms.py`, whose `ocpp` package validates every
+//! A real `ringhub-node` as an OCPP 1.6J charge point (issue 6: boot, status, authorize,
+//! a transaction with its meter values), judged by `tests/ocpp_csms/csms.py`, whose `ocpp` package validates every
 //! message against the OCA JSON schemas, while the simulator plays the hardware.
 //!
 //! ```text
@@ -9,7 +9,12 @@
 //! Gun 0 is connector 1 of dispenser disp-a (identity RH-DEMO-A), gun 1 connector 2.
 //! The plug-in → StatusNotification(Preparing) latency is measured at the CSMS: the plug
 //! time is taken by this process just before the simulator's Plug action, the receive
-//! time is csms.py's `t`; both read this machine's wall clock.
+//! time is csms.py's `t`; both read this machine's wall clock. The authorised →
+//! StartTransaction latency starts at the CSMS's receipt of the Authorize it answered at
+//! once; the energy-flowing → StartTransaction one at the first sample of this process's
+//! poll of the simulator (every 5 ms) that shows gun 0 energised with current flowing.
+//! The CSMS sets MeterValueSampleInterval to 1 s after boot, so that a short session
+//! carries meter values.
 
 mod common;
 
@@ -19,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{CARD, Rig, STEP, act, bounded, describe_gun, ev, gun};
+use common::{CARD, Rig, STEP, act, bounded, describe_gun, ev, gun, state};
 use ringhub_proto::config::{DEMO_TOML, HubConfig};
 use ringhub_sim::world::Action;
 use serde_json::Value;
@@ -50,6 +55,11 @@ struct Csms {
 impl Csms {
     /// Installs the CSMS's requirements, starts it on a free port accepting `accept`.
     fn start(accept: &[&str]) -> Self {
+        Self::start_with(accept, &[])
+    }
+
+    /// [`Self::start`], with more of csms.py's options.
+    fn start_with(accept: &[&str], options: &[&str]) -> Self {
         let root = workspace_root();
         let output = Command::new(root.join("scripts/python-env"))
             .arg("node/tests/ocpp_csms/requirements.txt")
@@ -62,6 +72,8 @@ impl Csms {
         let mut child = Command::new(venv.join("bin/python"))
             .arg(root.join("node/tests/ocpp_csms/csms.py"))
             .arg("0")
+            .args(["--sample-interval", "1"])
+            .args(options)
             .arg("--accept")
             .args(accept)
             .stdin(Stdio::null())
@@ -228,7 +240,9 @@ async fn boot_status_and_authorize_against_the_csms() {
             },
         )
         .await;
-        csms.call("Authorize", |p| p["idTag"] == CARD);
+        let authorised_at = csms.call("Authorize", |p| p["idTag"] == CARD)["t"]
+            .as_f64()
+            .expect("a receive time");
         csms.call("StatusNotification", |p| {
             p["connectorId"] == 1 && p["status"] == "Preparing"
         });
@@ -240,7 +254,26 @@ async fn boot_status_and_authorize_against_the_csms() {
             }
         })
         .await;
-        rig.start_charging(ev(0, 50.0, 52.0, 2.0)).await;
+        // A 2 kWh EV from 50 % to 53 %: about 60 Wh, a few seconds, ended by the EV.
+        let world = rig.world.clone();
+        let energy_flowing = async move {
+            let deadline = Instant::now() + STEP;
+            loop {
+                let s = state(&world).await;
+                let g = gun(&s, 0);
+                if g["energised"] == true && g["current_a"].as_f64().unwrap_or(0.0) > 0.0 {
+                    return unix_now();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "gun 0 not energised: {}",
+                    describe_gun(&s, 0)
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let (_, energy_at) =
+            tokio::join!(rig.start_charging(ev(0, 50.0, 53.0, 2.0)), energy_flowing);
 
         // Gun 1, plugged with a refused card, stayed dead throughout (the monitor samples
         // every 10 ms); gun 0 was energised.
@@ -248,6 +281,110 @@ async fn boot_status_and_authorize_against_the_csms() {
         let seen = rig.monitor.seen();
         assert!(seen.energised.contains(&0), "gun 0 was energised");
         assert!(!seen.energised.contains(&1), "gun 1 was never energised");
+
+        // The transaction: Start with the card on connector 1, sent as energy flowed.
+        let configured = csms.wait_for("MeterValueSampleInterval set", |v| {
+            v["event"] == "configured" && v["cp"] == "RH-DEMO-A"
+        });
+        assert_eq!(configured["status"], "Accepted", "{configured}");
+        let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
+        assert_eq!(start["payload"]["idTag"], CARD, "{start}");
+        let meter_start = start["payload"]["meterStart"].as_i64().expect("meterStart");
+        let started_at = start["t"].as_f64().expect("a receive time");
+        println!(
+            "authorised (Authorize at the CSMS) -> StartTransaction at the CSMS: {:.1} ms \
+             (includes plug-in, lock, cable check and precharge)",
+            (started_at - authorised_at) * 1000.0
+        );
+        println!(
+            "energy flowing (simulator poll) -> StartTransaction at the CSMS: {:.1} ms",
+            (started_at - energy_at) * 1000.0
+        );
+        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
+            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
+        });
+        let transaction_id = transaction["transactionId"].clone();
+
+        // Periodic meter values of that transaction, tagged with the trusted meter.
+        let meter = csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
+        let sampled = &meter["payload"]["meterValue"][0]["sampledValue"];
+        let energy = sampled
+            .as_array()
+            .and_then(|values| {
+                values
+                    .iter()
+                    .find(|v| v["measurand"] == "Energy.Active.Import.Register")
+            })
+            .unwrap_or_else(|| panic!("no energy register in {meter}"));
+        assert_eq!(energy["context"], "Sample.Periodic", "{meter}");
+        assert_eq!(energy["unit"], "Wh", "{meter}");
+        assert!(
+            energy["location"] == "Outlet" || energy["location"] == "Body",
+            "the meter source as location: {meter}"
+        );
+
+        // The EV reaches its target and stops: StopTransaction of the same transaction.
+        let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
+        let meter_stop = stop["payload"]["meterStop"].as_i64().expect("meterStop");
+        assert!(meter_stop >= meter_start, "meterStop ≥ meterStart: {stop}");
+        assert_eq!(stop["payload"]["reason"], "Local", "the EV stopped: {stop}");
+        println!(
+            "transaction {transaction_id}: meterStart {meter_start} Wh, meterStop {meter_stop} Wh"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_the_csms_refuses_is_stopped() {
+    bounded(async {
+        // The CSMS accepts the card at Authorize and refuses it at StartTransaction.
+        let mut csms = Csms::start_with(&[CARD], &["--refuse-at-start", CARD]);
+        let (text, config) = demo_with_csms(&csms.url());
+        let rig = Rig::start("ocpp-refused", config, Some(&text), "ocpp").await;
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Available"
+        });
+
+        act(
+            &rig.world,
+            Action::Rfid {
+                gun: 0,
+                id_tag: CARD.into(),
+            },
+        )
+        .await;
+        csms.call("Authorize", |p| p["idTag"] == CARD);
+        act(&rig.world, Action::Plug(ev(0, 50.0, 90.0, 50.0))).await;
+
+        // Start, refused; the node stops the session at once, with DeAuthorized.
+        let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
+        assert_eq!(start["payload"]["idTag"], CARD, "{start}");
+        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
+            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
+        });
+        let transaction_id = transaction["transactionId"].clone();
+        let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
+        assert_eq!(stop["payload"]["reason"], "DeAuthorized", "{stop}");
+        assert!(
+            stop["payload"]["meterStop"].as_i64() >= start["payload"]["meterStart"].as_i64(),
+            "meterStop ≥ meterStart: {stop}"
+        );
+        println!(
+            "StartTransaction -> StopTransaction(DeAuthorized) at the CSMS: {:.1} ms",
+            (stop["t"].as_f64().unwrap_or(0.0) - start["t"].as_f64().unwrap_or(0.0)) * 1000.0
+        );
+
+        // The EV, far from its target, is still plugged but no longer energised.
+        rig.wait_sim("gun 0 de-energised with the EV still plugged", |s| {
+            let g = gun(s, 0);
+            if g["plugged"] == true && g["energised"] == false {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
     })
     .await;
 }

@@ -1,16 +1,19 @@
 //! The IO around [`ChargePoint`]: one tokio task per dispenser identity that owns the
 //! sans-IO core and the WebSocket, and talks to the control task by messages only
-//! (issue 6, first slice: boot, status, authorize).
+//! (issue 6: boot, status, authorize, transactions and their meter values).
 //!
 //! ```text
 //!  control task ──DriverCommand (mpsc)──► driver task (per dispenser) ──text──► CSMS
-//!       ▲   Status{gun,status,fault}       ChargePoint + Reconnector ◄─text───
-//!       │   Authorize{gun,token}                 │
-//!       └──────────── AuthResult (mpsc) ◄────────┘  Authorize.conf, or the local list
+//!       │ ▲ Status, Authorize,             ChargePoint + Reconnector ◄─text───
+//!       │ │ StartTransaction, StopTransaction    │
+//!       │ └─── DriverReport (mpsc) ◄─────────────┘  Authorize decisions, stop requests
+//!       └───── gun readings (watch, every snapshot hand-over) ──► MeterValues samples
 //! ```
 //!
 //! The control task never awaits the CSMS: it sends a command and goes on; the decision
-//! of an Authorize comes back later as an [`AuthResult`] it selects on.
+//! of an Authorize comes back later as a [`DriverReport`] it selects on. Readings go
+//! through a watch: the control task overwrites the latest ones, and a driver reads them
+//! only when a sample is due.
 //!
 //! The driver follows the core's contract (see [`super::charge_point`]): after every
 //! input it sends what `poll_transmit` yields, handles what `poll_event` yields, and
@@ -24,14 +27,35 @@
 //!   the CSMS cannot be asked (not connected, or no answer within the response timeout)
 //!   the token is accepted only if LocalAuthorizeOffline is true and the cabinet's local
 //!   list holds it (§3.4.4 "Local Authorization List").
+//! - **Transactions** (§4.8, §4.10): a session that starts (energy flows) starts a
+//!   transaction on the gun's connector with the session's id tag and the trusted meter's
+//!   register in Wh as meterStart; the control task picks the id tag (the token's; for a
+//!   session without a token, the EV's MAC in upper-case hex when known, else `FREE`).
+//!   Timestamps are the CSMS's clock as the core tracks it, or this machine's clock
+//!   before the CSMS has told its time. The end of the session stops it at once with
+//!   meterStop = meterStart + the session's energy in Wh and the reason of
+//!   [`stop_reason`]. A StartTransaction.conf whose idTagInfo is not Accepted makes the
+//!   driver ask the control task to stop the session ([`DriverReport::StopSession`]), and
+//!   that transaction's Stop carries DeAuthorized.
+//! - **MeterValues** (§4.7): while a transaction runs, every MeterValueSampleInterval
+//!   seconds (read at every sample, so a change takes effect at once; 0 turns sampling
+//!   off), the connector's latest reading goes out as one MeterValue with context
+//!   Sample.Periodic: Energy.Active.Import.Register (Wh), Power.Active.Import (W, the
+//!   trusted meter's voltage × current), Current.Import (A), Voltage (V), and SoC (%,
+//!   location EV) when the EV told it. OCPP 1.6 SampledValue has no field for the
+//!   instrument, so the meter the node trusted is given by `location`: **Outlet** for the
+//!   PLC's calibrated meter in the dispenser, **Body** for the cabinet's DC shunt. No
+//!   sample is sent while the node trusts no meter.
 //! - **CALLs from the CSMS** that need the node (remote start/stop, availability, reset,
 //!   unlock, local list, cache, vendor data) are refused with the status the spec has for
 //!   "not carried out" until the node implements them.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
+use ringhub_proto::can::messages::MeterSource;
 use ringhub_proto::config::GunId;
+use ringhub_proto::units::{KilowattHours, Percent};
 use tokio::sync::{mpsc, watch};
 
 use super::charge_point::{
@@ -46,17 +70,27 @@ use super::messages::central_system::{
 };
 use super::messages::charge_point::{
     BootNotificationRequest, ChargePointErrorCode, ChargePointStatus, DataTransferResponse,
-    DataTransferStatus,
+    DataTransferStatus, Reason,
+};
+use super::messages::meter::{
+    Location, Measurand, MeterValue, ReadingContext, SampledValue, UnitOfMeasure, ValueFormat,
 };
 use super::rpc::{Frame, SequentialIds};
 use super::transport::{Connection, Reconnector, TransportConfig};
-use super::types::{CiString, CiString20};
+use super::types::{CiString, CiString20, DateTime};
 use crate::can::ReconnectPolicy;
-use crate::connector::{AuthDecision, ConnectorStatus, FaultCode, IdToken, LocalFault};
+use crate::connector::{
+    AuthDecision, ConnectorStatus, FaultCode, IdToken, LocalFault, MeterView, SegmentSnapshot,
+    StopReason,
+};
 use crate::options::OcppDispenser;
 
 /// The configuration key that lets the local list decide while the CSMS is unreachable.
 const LOCAL_AUTHORIZE_OFFLINE: &str = "LocalAuthorizeOffline";
+/// The configuration key with the seconds between transaction meter samples.
+const METER_VALUE_SAMPLE_INTERVAL: &str = "MeterValueSampleInterval";
+/// The id tag of a session that started without a token and without a known EV MAC.
+pub const FREE_ID_TAG: &str = "FREE";
 
 /// What the control task tells a driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +111,47 @@ pub enum DriverCommand {
         /// The token.
         token: IdToken,
     },
+    /// A session started on the connector: start its transaction.
+    StartTransaction {
+        /// The gun's OCPP connector id.
+        connector: u32,
+        /// The session's id tag.
+        id_tag: String,
+        /// The trusted meter's register at the start, Wh.
+        meter_start_wh: i32,
+    },
+    /// The connector's session ended: stop its transaction.
+    StopTransaction {
+        /// The gun's OCPP connector id.
+        connector: u32,
+        /// Why, in OCPP's words.
+        reason: Reason,
+        /// The energy the session delivered, Wh.
+        energy_wh: i32,
+    },
+}
+
+/// What a driver tells the control task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverReport {
+    /// The decision on an Authorize.
+    Auth(AuthResult),
+    /// The CSMS refused the id tag of the transaction running on `gun`: stop its session.
+    StopSession {
+        /// The gun.
+        gun: GunId,
+    },
+}
+
+/// The latest reading of a gun, for MeterValues.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GunReading {
+    /// Which gun.
+    pub gun: GunId,
+    /// The reading the node trusts, with its source.
+    pub meter: Option<MeterView>,
+    /// EV state of charge.
+    pub soc: Option<Percent>,
 }
 
 /// The decision on one [`DriverCommand::Authorize`].
@@ -96,8 +171,10 @@ pub struct AuthResult {
 pub struct Drivers {
     /// Per gun: the driver's command channel and the gun's connector id.
     guns: Vec<(GunId, u32, mpsc::UnboundedSender<DriverCommand>)>,
-    /// Authorize decisions from every driver.
-    pub decisions: mpsc::UnboundedReceiver<AuthResult>,
+    /// Decisions and stop requests from every driver.
+    pub reports: mpsc::UnboundedReceiver<DriverReport>,
+    /// The latest readings of every gun, for every driver.
+    readings: watch::Sender<Vec<GunReading>>,
 }
 
 impl Drivers {
@@ -108,7 +185,8 @@ impl Drivers {
         local_list: &[String],
         shutdown: &watch::Receiver<bool>,
     ) -> Self {
-        let (decisions_tx, decisions) = mpsc::unbounded_channel();
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let (readings, readings_rx) = watch::channel(Vec::new());
         let mut guns = Vec::new();
         for dispenser in dispensers {
             let Some(url) = &dispenser.csms_url else {
@@ -127,7 +205,10 @@ impl Drivers {
                 identity: dispenser.identity.clone(),
                 local_list: local_list.to_vec(),
                 pending: VecDeque::new(),
-                decisions: decisions_tx.clone(),
+                reports: reports_tx.clone(),
+                guns: dispenser.guns.clone(),
+                readings: readings_rx.clone(),
+                running: BTreeMap::new(),
             };
             let transport = TransportConfig::new(url.clone(), dispenser.identity.clone());
             tokio::spawn(driver.run(
@@ -136,7 +217,61 @@ impl Drivers {
                 shutdown.clone(),
             ));
         }
-        Self { guns, decisions }
+        Self {
+            guns,
+            reports,
+            readings,
+        }
+    }
+
+    /// The gun's connector and its driver.
+    fn find(&self, gun: GunId) -> Option<(u32, &mpsc::UnboundedSender<DriverCommand>)> {
+        self.guns
+            .iter()
+            .find(|(g, ..)| *g == gun)
+            .map(|(_, connector, tx)| (*connector, tx))
+    }
+
+    /// A session started on `gun` with `id_tag` and the meter register at `meter_start`.
+    pub fn session_started(&self, gun: GunId, id_tag: &str, meter_start: KilowattHours) {
+        if let Some((connector, tx)) = self.find(gun) {
+            send(
+                tx,
+                DriverCommand::StartTransaction {
+                    connector,
+                    id_tag: id_tag.to_owned(),
+                    meter_start_wh: watt_hours(meter_start),
+                },
+            );
+        }
+    }
+
+    /// The session on `gun` ended for `reason` after delivering `energy`.
+    pub fn session_ended(&self, gun: GunId, reason: StopReason, energy: KilowattHours) {
+        if let Some((connector, tx)) = self.find(gun) {
+            send(
+                tx,
+                DriverCommand::StopTransaction {
+                    connector,
+                    reason: stop_reason(reason),
+                    energy_wh: watt_hours(energy),
+                },
+            );
+        }
+    }
+
+    /// Hands over the guns' latest readings; never waits.
+    pub fn readings(&self, snapshots: &[SegmentSnapshot]) {
+        let readings = snapshots
+            .iter()
+            .filter_map(|s| s.gun.as_ref())
+            .map(|g| GunReading {
+                gun: g.gun,
+                meter: g.meter,
+                soc: g.soc,
+            })
+            .collect();
+        self.readings.send_replace(readings);
     }
 
     /// Reports `gun`'s status; a gun no driver serves is ignored.
@@ -202,8 +337,25 @@ struct Driver {
     local_list: Vec<String>,
     /// Authorize calls asked and not yet answered, in the order they were queued.
     pending: VecDeque<(GunId, IdToken, CiString20)>,
-    /// Where decisions go.
-    decisions: mpsc::UnboundedSender<AuthResult>,
+    /// Where decisions and stop requests go.
+    reports: mpsc::UnboundedSender<DriverReport>,
+    /// This dispenser's guns and their connector ids.
+    guns: Vec<(GunId, u32)>,
+    /// The latest readings of every gun.
+    readings: watch::Receiver<Vec<GunReading>>,
+    /// Per connector: the transaction this driver started and has not stopped.
+    running: BTreeMap<u32, Running>,
+}
+
+/// A transaction the driver started.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    /// Its meterStart, Wh.
+    meter_start_wh: i32,
+    /// When its last sample was taken (its start, before the first).
+    last_sample: Instant,
+    /// The CSMS refused its id tag: its Stop says DeAuthorized.
+    deauthorized: bool,
 }
 
 impl Driver {
@@ -224,7 +376,7 @@ impl Driver {
                 let connect = reconnector.connect();
                 tokio::pin!(connect);
                 loop {
-                    let deadline = self.cp.poll_timeout();
+                    let deadline = self.deadline();
                     tokio::select! {
                         result = &mut connect, if !unusable => match result {
                             Ok(connection) => break connection,
@@ -237,7 +389,7 @@ impl Driver {
                             Some(command) => self.handle_command(command),
                             None => return,
                         },
-                        () = sleep_until(deadline) => self.cp.handle_timeout(Instant::now()),
+                        () = sleep_until(deadline) => self.handle_timeout(Instant::now()),
                         _ = shutdown.changed() => return,
                     }
                     self.drain_events();
@@ -258,7 +410,7 @@ impl Driver {
                 if stop {
                     break;
                 }
-                let deadline = self.cp.poll_timeout();
+                let deadline = self.deadline();
                 tokio::select! {
                     received = connection.recv() => match received {
                         Ok(text) => self.cp.handle_text(&text, Instant::now()),
@@ -271,7 +423,7 @@ impl Driver {
                         Some(command) => self.handle_command(command),
                         None => stop = true,
                     },
-                    () = sleep_until(deadline) => self.cp.handle_timeout(Instant::now()),
+                    () = sleep_until(deadline) => self.handle_timeout(Instant::now()),
                     _ = shutdown.changed() => stop = true,
                 }
             }
@@ -302,6 +454,79 @@ impl Driver {
         Ok(())
     }
 
+    /// When the core or the next meter sample wants the driver.
+    fn deadline(&self) -> Option<Instant> {
+        self.cp
+            .poll_timeout()
+            .into_iter()
+            .chain(self.next_sample())
+            .min()
+    }
+
+    /// MeterValueSampleInterval; `None` when sampling is off.
+    fn sample_interval(&self) -> Option<Duration> {
+        let seconds = self
+            .cp
+            .configuration()
+            .int(METER_VALUE_SAMPLE_INTERVAL)
+            .unwrap_or(0);
+        u64::try_from(seconds)
+            .ok()
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs)
+    }
+
+    /// When the next meter sample is due.
+    fn next_sample(&self) -> Option<Instant> {
+        let interval = self.sample_interval()?;
+        self.running
+            .values()
+            .map(|r| r.last_sample + interval)
+            .min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.cp.handle_timeout(now);
+        let Some(interval) = self.sample_interval() else {
+            return;
+        };
+        let due: Vec<u32> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.last_sample + interval <= now)
+            .map(|(&connector, _)| connector)
+            .collect();
+        let timestamp = self.timestamp(now);
+        for connector in due {
+            if let Some(running) = self.running.get_mut(&connector) {
+                running.last_sample = now;
+            }
+            let Some(&(gun, _)) = self.guns.iter().find(|(_, c)| *c == connector) else {
+                continue;
+            };
+            let reading = self
+                .readings
+                .borrow()
+                .iter()
+                .find(|r| r.gun == gun)
+                .copied();
+            let Some(value) = reading.and_then(|r| meter_value(&r, timestamp.clone())) else {
+                tracing::debug!(identity = %self.identity, connector, "no trusted reading: sample skipped");
+                continue;
+            };
+            if let Err(error) = self.cp.meter_values(connector, vec![value], now) {
+                tracing::error!(identity = %self.identity, connector, %error, "MeterValues not sent");
+            }
+        }
+    }
+
+    /// The wall-clock time at `now`: the CSMS's, else this machine's.
+    fn timestamp(&self, now: Instant) -> DateTime {
+        self.cp.wall_clock(now).unwrap_or_else(|| {
+            DateTime::from_unix_millis(i64::try_from(crate::publish::unix_ms()).unwrap_or(i64::MAX))
+        })
+    }
+
     fn handle_command(&mut self, command: DriverCommand) {
         let now = Instant::now();
         match command {
@@ -328,6 +553,66 @@ impl Driver {
                     self.decide(gun, token, AuthDecision::Rejected);
                 }
             },
+            DriverCommand::StartTransaction {
+                connector,
+                id_tag,
+                meter_start_wh,
+            } => {
+                // Only a local decision can accept a tag over 20 characters (the CSMS is
+                // never asked about one); the transaction carries its first 20.
+                let Ok(tag) = CiString20::new(truncate(&id_tag, 20)) else {
+                    tracing::error!(identity = %self.identity, connector, id_tag, "idTag not printable ASCII: no transaction");
+                    return;
+                };
+                let timestamp = self.timestamp(now);
+                match self
+                    .cp
+                    .start_transaction(connector, tag, meter_start_wh, timestamp, now)
+                {
+                    Ok(local) => {
+                        tracing::info!(identity = %self.identity, connector, id_tag, meter_start_wh, local, "transaction started");
+                        self.running.insert(
+                            connector,
+                            Running {
+                                meter_start_wh,
+                                last_sample: now,
+                                deauthorized: false,
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        tracing::error!(identity = %self.identity, connector, %error, "StartTransaction not stored");
+                    }
+                }
+            }
+            DriverCommand::StopTransaction {
+                connector,
+                reason,
+                energy_wh,
+            } => {
+                let Some(running) = self.running.remove(&connector) else {
+                    tracing::warn!(identity = %self.identity, connector, "session ended without a transaction");
+                    return;
+                };
+                let reason = if running.deauthorized {
+                    Reason::DeAuthorized
+                } else {
+                    reason
+                };
+                let meter_stop_wh = running.meter_start_wh.saturating_add(energy_wh);
+                let timestamp = self.timestamp(now);
+                match self
+                    .cp
+                    .stop_transaction(connector, meter_stop_wh, reason, timestamp, now)
+                {
+                    Ok(local) => {
+                        tracing::info!(identity = %self.identity, connector, meter_stop_wh, ?reason, local, "transaction stopped");
+                    }
+                    Err(error) => {
+                        tracing::error!(identity = %self.identity, connector, %error, "StopTransaction not stored");
+                    }
+                }
+            }
         }
     }
 
@@ -344,10 +629,23 @@ impl Driver {
                 Event::ConfigurationChanged { key, value } => {
                     tracing::info!(identity = %self.identity, key, %value, "configuration changed");
                 }
-                // This driver starts no transaction yet, so the core reports none of its
-                // transaction events; they are logged should one appear.
-                other => {
-                    tracing::warn!(identity = %self.identity, event = ?other, "event not handled");
+                Event::TransactionStarted {
+                    connector,
+                    local,
+                    transaction_id,
+                    id_tag_info,
+                } => {
+                    answered = true;
+                    tracing::info!(identity = %self.identity, connector, local, transaction_id, status = ?id_tag_info.status, "StartTransaction confirmed");
+                    if id_tag_info.status != AuthorizationStatus::Accepted {
+                        self.deauthorize(connector);
+                    }
+                }
+                Event::TransactionMessageDropped { request, failure } => {
+                    tracing::error!(identity = %self.identity, ?request, ?failure, "transaction message given up");
+                }
+                Event::JournalFailed(error) => {
+                    tracing::error!(identity = %self.identity, %error, "transaction journal failed");
                 }
             }
         }
@@ -418,16 +716,29 @@ impl Driver {
     }
 
     fn decide(&self, gun: GunId, token: IdToken, decision: AuthDecision) {
-        if self
-            .decisions
-            .send(AuthResult {
-                gun,
-                token,
-                decision,
-            })
-            .is_err()
-        {
-            tracing::debug!(identity = %self.identity, "control task gone; decision dropped");
+        self.report(DriverReport::Auth(AuthResult {
+            gun,
+            token,
+            decision,
+        }));
+    }
+
+    /// The CSMS refused the id tag of the transaction on `connector`: its session is
+    /// stopped (StopTransactionOnInvalidId, §4.8) and its Stop says DeAuthorized.
+    fn deauthorize(&mut self, connector: u32) {
+        let Some(&(gun, _)) = self.guns.iter().find(|(_, c)| *c == connector) else {
+            return;
+        };
+        if let Some(running) = self.running.get_mut(&connector) {
+            running.deauthorized = true;
+        }
+        tracing::info!(identity = %self.identity, %gun, connector, "idTag refused by the CSMS: stopping the session");
+        self.report(DriverReport::StopSession { gun });
+    }
+
+    fn report(&self, report: DriverReport) {
+        if self.reports.send(report).is_err() {
+            tracing::debug!(identity = %self.identity, "control task gone; report dropped");
         }
     }
 
@@ -490,6 +801,90 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The OCPP Reason (§7.40) of a session's end.
+///
+/// - EvStopped → **Local**: the EV ended the session itself (full, or its driver stopped
+///   it from the vehicle) with the cable still in: a regular, user-side termination at
+///   the charge point, which is what Local means ("stopped locally on request of the
+///   user"). EVDisconnected is kept for a cable that was actually pulled.
+/// - Unplugged → EVDisconnected; Remote → Remote (also an operator's stop); Rejected →
+///   DeAuthorized; Fault(EmergencyStop) → EmergencyStop; every other fault, a failed
+///   high-level session and a pilot fault → Other.
+pub fn stop_reason(reason: StopReason) -> Reason {
+    match reason {
+        StopReason::EvStopped => Reason::Local,
+        StopReason::Unplugged => Reason::EvDisconnected,
+        StopReason::Remote => Reason::Remote,
+        StopReason::Rejected => Reason::DeAuthorized,
+        StopReason::Fault(FaultCode::EmergencyStop) => Reason::EmergencyStop,
+        StopReason::Fault(_) | StopReason::HlcFailed(_) | StopReason::PilotFault(_) => {
+            Reason::Other
+        }
+    }
+}
+
+/// Energy in whole Wh, saturating.
+fn watt_hours(energy: KilowattHours) -> i32 {
+    // `as` saturates, and maps NaN to 0.
+    (energy.0 * 1000.0).round() as i32
+}
+
+/// The periodic sample of a reading; none without a trusted meter.
+fn meter_value(reading: &GunReading, timestamp: DateTime) -> Option<MeterValue> {
+    let meter = reading.meter?;
+    let location = match meter.source {
+        MeterSource::PlcMeter => Location::Outlet,
+        MeterSource::Shunt => Location::Body,
+    };
+    let sample = |value: String, measurand, unit, location| SampledValue {
+        value,
+        context: Some(ReadingContext::SamplePeriodic),
+        format: Some(ValueFormat::Raw),
+        measurand: Some(measurand),
+        phase: None,
+        location: Some(location),
+        unit: Some(unit),
+    };
+    let mut sampled_value = vec![
+        sample(
+            watt_hours(meter.energy_register).to_string(),
+            Measurand::EnergyActiveImportRegister,
+            UnitOfMeasure::Wh,
+            location,
+        ),
+        sample(
+            format!("{:.0}", meter.voltage.0 * meter.current.0),
+            Measurand::PowerActiveImport,
+            UnitOfMeasure::W,
+            location,
+        ),
+        sample(
+            format!("{:.1}", meter.current.0),
+            Measurand::CurrentImport,
+            UnitOfMeasure::A,
+            location,
+        ),
+        sample(
+            format!("{:.1}", meter.voltage.0),
+            Measurand::Voltage,
+            UnitOfMeasure::V,
+            location,
+        ),
+    ];
+    if let Some(soc) = reading.soc {
+        sampled_value.push(sample(
+            soc.0.to_string(),
+            Measurand::SoC,
+            UnitOfMeasure::Percent,
+            Location::Ev,
+        ));
+    }
+    Some(MeterValue {
+        timestamp,
+        sampled_value,
+    })
 }
 
 /// The StatusNotification fields for a gun's status and the fault behind it.
@@ -594,5 +989,91 @@ mod tests {
         );
         let (_, code, _) = ocpp_status(ConnectorStatus::Faulted, None);
         assert_eq!(code, ChargePointErrorCode::InternalError);
+    }
+
+    #[test]
+    fn stop_reasons_map_to_ocpp() {
+        assert_eq!(stop_reason(StopReason::EvStopped), Reason::Local);
+        assert_eq!(stop_reason(StopReason::Unplugged), Reason::EvDisconnected);
+        assert_eq!(stop_reason(StopReason::Remote), Reason::Remote);
+        assert_eq!(stop_reason(StopReason::Rejected), Reason::DeAuthorized);
+        assert_eq!(
+            stop_reason(StopReason::Fault(FaultCode::EmergencyStop)),
+            Reason::EmergencyStop
+        );
+        assert_eq!(
+            stop_reason(StopReason::Fault(FaultCode::IsolationFault)),
+            Reason::Other
+        );
+    }
+
+    #[test]
+    fn samples_carry_the_trusted_meter_as_location() {
+        use ringhub_proto::units::{Amps, Volts};
+        let reading = |source| GunReading {
+            gun: GunId(0),
+            meter: Some(MeterView {
+                source,
+                voltage: Volts(400.0),
+                current: Amps(100.0),
+                energy_register: KilowattHours(12.3456),
+            }),
+            soc: Some(Percent(51)),
+        };
+        let at = DateTime::from_unix_millis(1_700_000_000_000);
+        let value = meter_value(&reading(MeterSource::PlcMeter), at.clone()).expect("a sample");
+        let seen: Vec<_> = value
+            .sampled_value
+            .iter()
+            .map(|v| (v.measurand, v.value.as_str(), v.unit, v.location))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    Some(Measurand::EnergyActiveImportRegister),
+                    "12346",
+                    Some(UnitOfMeasure::Wh),
+                    Some(Location::Outlet)
+                ),
+                (
+                    Some(Measurand::PowerActiveImport),
+                    "40000",
+                    Some(UnitOfMeasure::W),
+                    Some(Location::Outlet)
+                ),
+                (
+                    Some(Measurand::CurrentImport),
+                    "100.0",
+                    Some(UnitOfMeasure::A),
+                    Some(Location::Outlet)
+                ),
+                (
+                    Some(Measurand::Voltage),
+                    "400.0",
+                    Some(UnitOfMeasure::V),
+                    Some(Location::Outlet)
+                ),
+                (
+                    Some(Measurand::SoC),
+                    "51",
+                    Some(UnitOfMeasure::Percent),
+                    Some(Location::Ev)
+                ),
+            ]
+        );
+        assert!(
+            value
+                .sampled_value
+                .iter()
+                .all(|v| v.context == Some(ReadingContext::SamplePeriodic))
+        );
+        let shunt = meter_value(&reading(MeterSource::Shunt), at.clone()).expect("a sample");
+        assert_eq!(shunt.sampled_value[0].location, Some(Location::Body));
+        let unmetered = GunReading {
+            meter: None,
+            ..reading(MeterSource::Shunt)
+        };
+        assert_eq!(meter_value(&unmetered, at), None);
     }
 }

@@ -5,6 +5,7 @@ sends, against the OCA JSON schemas of OCPP 1.6, so it is an independent judge o
 ringhub puts on the wire.
 
     csms.py PORT [--accept TAG ...] [--password PASSWORD] [--tls CERT_PEM KEY_PEM]
+            [--sample-interval SECONDS] [--refuse-at-start TAG ...]
 
 - listens on 127.0.0.1:PORT (0 picks a free port) and prints `{"listening": PORT}`;
 - requires the WebSocket subprotocol ocpp1.6; the charge point identity is the last
@@ -12,9 +13,14 @@ ringhub puts on the wire.
 - with --tls, serves wss:// with that certificate chain and key (security profile 2);
 - with --password, requires HTTP Basic auth `identity:PASSWORD` (security profiles 1
   and 2) and answers 401 otherwise;
+- with --sample-interval, sets MeterValueSampleInterval by ChangeConfiguration after
+  every BootNotification and logs `{"event": "configured", "cp", "key", "status"}`;
+- with --refuse-at-start, answers StartTransaction for those tags with Invalid even
+  when Authorize accepted them (a card blocked between the two);
 - answers BootNotification (Accepted, interval 300), Heartbeat, StatusNotification,
   Authorize (Accepted for the --accept tags, Invalid for others), StartTransaction
-  (transaction ids 1, 2, 3…), StopTransaction and MeterValues;
+  (transaction ids 1, 2, 3…, each logged as `{"event": "transaction", "cp",
+  "transactionId", "idTag"}`), StopTransaction and MeterValues;
 - prints one JSON line per event on stdout, each with `t`, the receive time in Unix
   seconds: `{"event": "connected", ...}`, `{"event": "received", "cp", "type", "id",
   "action", "payload", "valid", "error"}` (`valid` is the schema check of a CALL, null
@@ -35,8 +41,8 @@ from datetime import datetime, timezone
 import websockets
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, unpack, validate_payload
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint, call_result
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
@@ -55,10 +61,15 @@ def now():
 class Csms(ChargePoint):
     """One charge point's session: logs every message, then lets `ocpp` route it."""
 
-    def __init__(self, identity, connection, accepted_tags, transaction_ids):
+    def __init__(
+        self, identity, connection, accepted_tags, transaction_ids, sample_interval, refused_at_start
+    ):
         super().__init__(identity, connection)
+        self.refused_at_start = refused_at_start
         self.accepted_tags = accepted_tags
         self.transaction_ids = transaction_ids
+        self.sample_interval = sample_interval
+        self.tasks = set()
 
     async def route_message(self, raw_msg):
         received = time.time()
@@ -90,6 +101,21 @@ class Csms(ChargePoint):
             current_time=now(), interval=300, status=RegistrationStatus.accepted
         )
 
+    @after(Action.boot_notification)
+    def after_boot_notification(self, **_):
+        # A task: awaiting the call here would block the loop that reads its answer.
+        if self.sample_interval is not None:
+            task = asyncio.create_task(self.set_sample_interval())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def set_sample_interval(self):
+        key = "MeterValueSampleInterval"
+        result = await self.call(
+            call.ChangeConfiguration(key=key, value=str(self.sample_interval))
+        )
+        log("configured", cp=self.id, key=key, status=str(result.status))
+
     @on(Action.heartbeat)
     def on_heartbeat(self):
         return call_result.Heartbeat(current_time=now())
@@ -104,9 +130,12 @@ class Csms(ChargePoint):
 
     @on(Action.start_transaction)
     def on_start_transaction(self, id_tag, **_):
-        return call_result.StartTransaction(
-            transaction_id=next(self.transaction_ids), id_tag_info=self.id_tag_info(id_tag)
-        )
+        transaction_id = next(self.transaction_ids)
+        log("transaction", cp=self.id, transactionId=transaction_id, idTag=id_tag)
+        id_tag_info = self.id_tag_info(id_tag)
+        if id_tag in self.refused_at_start:
+            id_tag_info = IdTagInfo(status=AuthorizationStatus.invalid)
+        return call_result.StartTransaction(transaction_id=transaction_id, id_tag_info=id_tag_info)
 
     @on(Action.stop_transaction)
     def on_stop_transaction(self, **_):
@@ -137,6 +166,10 @@ async def main():
     parser.add_argument("port", type=int)
     parser.add_argument("--accept", nargs="*", default=[], help="idTags to accept")
     parser.add_argument("--password", help="require HTTP Basic auth with this password")
+    parser.add_argument("--sample-interval", type=int, help="MeterValueSampleInterval to set")
+    parser.add_argument(
+        "--refuse-at-start", nargs="*", default=[], help="idTags to refuse at StartTransaction"
+    )
     parser.add_argument("--tls", nargs=2, metavar=("CERT_PEM", "KEY_PEM"), help="serve wss://")
     args = parser.parse_args()
 
@@ -148,7 +181,14 @@ async def main():
         identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]
         log("connected", cp=identity, subprotocol=connection.subprotocol)
         try:
-            await Csms(identity, connection, accepted_tags, transaction_ids).start()
+            await Csms(
+                identity,
+                connection,
+                accepted_tags,
+                transaction_ids,
+                args.sample_interval,
+                set(args.refuse_at_start),
+            ).start()
         except websockets.ConnectionClosed as closed:
             log("disconnected", cp=identity, reason=str(closed))
 

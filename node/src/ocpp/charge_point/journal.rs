@@ -20,9 +20,9 @@
 //!   the Stop is sent again and no second Stop can be made for the transaction;
 //! - **Stop confirmed**: the batch deletes the Stop and the record together.
 //!
-//! [`MemoryJournal`] is the pure in-memory implementation used by the tests; the redb
-//! implementation over the node's store comes next (one redb write transaction per
-//! [`Journal::write`]).
+//! [`MemoryJournal`] is the pure in-memory implementation used by the tests;
+//! `crate::store::RedbJournal` keeps it in the node's redb store (one redb write
+//! transaction per [`Journal::write`]). The daemon's drivers do not use it yet.
 
 use std::collections::BTreeMap;
 
