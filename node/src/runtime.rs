@@ -116,12 +116,14 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let journal_store = Store::clone(&store);
     let mut control = Control::new(&options, store, snapshots_tx).await?;
     let has_csms = options.dispensers.iter().any(|d| d.csms_url.is_some());
     if options.auth == AuthMode::Ocpp && has_csms {
         control.drivers = Some(Drivers::start(
             &options.dispensers,
             &options.local_auth_list,
+            &journal_store,
             &shutdown,
         ));
     }

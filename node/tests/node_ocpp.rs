@@ -24,7 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{CARD, Rig, STEP, act, bounded, describe_gun, ev, gun, state};
+use common::{
+    CARD, Rig, STEP, act, assert_no_violations, bounded, describe_gun, ev, gun, not_open, state,
+};
 use ringhub_proto::config::{DEMO_TOML, HubConfig};
 use ringhub_sim::world::Action;
 use serde_json::Value;
@@ -137,6 +139,27 @@ impl Csms {
                 ),
             }
         }
+    }
+
+    /// Collects every line csms.py prints during `period`.
+    fn drain(&mut self, period: Duration) {
+        let deadline = Instant::now() + period;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Every CALL `action` from RH-DEMO-A seen so far.
+    fn calls(&self, action: &str) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|v| v["event"] == "received" && v["cp"] == "RH-DEMO-A" && v["action"] == action)
+            .cloned()
+            .collect()
     }
 
     /// The first CALL `action` received from RH-DEMO-A that `matches` its payload;
@@ -385,6 +408,90 @@ async fn a_transaction_the_csms_refuses_is_stopped() {
             }
         })
         .await;
+    })
+    .await;
+}
+
+/// A node killed with SIGKILL after the CSMS confirmed its StartTransaction, restarted on
+/// the same data dir: the Start is not sent again, and the transaction the kill cut is
+/// stopped with reason PowerLoss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_cut_by_a_sigkill_is_stopped_with_power_loss() {
+    bounded(async {
+        let mut csms = Csms::start(&[CARD]);
+        let (text, config) = demo_with_csms(&csms.url());
+        let mut rig = Rig::start("ocpp-restart", config, Some(&text), "ocpp").await;
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Available"
+        });
+        act(
+            &rig.world,
+            Action::Rfid {
+                gun: 0,
+                id_tag: CARD.into(),
+            },
+        )
+        .await;
+        csms.call("Authorize", |p| p["idTag"] == CARD);
+        rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
+            if gun(s, 0)["auth"] == "Accepted" {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
+        // A long session: 75 kWh from 30 % to 80 %.
+        rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
+        let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
+        let meter_start = start["payload"]["meterStart"].as_i64().expect("meterStart");
+        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
+            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
+        });
+        let transaction_id = transaction["transactionId"].clone();
+        // A MeterValues with the transactionId: the node has the confirmation (and its
+        // journal the transactionId) before it is killed.
+        csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
+
+        rig.kill_node();
+        rig.wait_sim("the watchdog to open every relay of cab-a", |s| {
+            if not_open(s, 0).is_empty() && not_open(s, 1).is_empty() {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
+        rig.restart_node().await;
+
+        // The cut transaction's Stop, schema-valid, with PowerLoss.
+        let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
+        assert_eq!(stop["payload"]["reason"], "PowerLoss", "{stop}");
+        let meter_stop = stop["payload"]["meterStop"].as_i64().expect("meterStop");
+        assert!(meter_stop >= meter_start, "meterStop ≥ meterStart: {stop}");
+        println!(
+            "transaction {transaction_id} cut by SIGKILL: meterStart {meter_start} Wh, \
+             meterStop {meter_stop} Wh, reason PowerLoss"
+        );
+
+        // Exactly one StartTransaction for it, none sent again after the restart.
+        csms.drain(Duration::from_secs(3));
+        let starts: Vec<Value> = csms
+            .calls("StartTransaction")
+            .into_iter()
+            .filter(|v| v["payload"]["timestamp"] == start["payload"]["timestamp"])
+            .collect();
+        assert_eq!(starts.len(), 1, "one StartTransaction: {starts:?}");
+        let stops = csms
+            .calls("StopTransaction")
+            .into_iter()
+            .filter(|v| v["payload"]["transactionId"] == transaction_id)
+            .count();
+        assert_eq!(
+            stops, 1,
+            "one StopTransaction for transaction {transaction_id}"
+        );
+        assert_no_violations(&rig.world).await;
     })
     .await;
 }

@@ -46,6 +46,24 @@
 //!   instrument, so the meter the node trusted is given by `location`: **Outlet** for the
 //!   PLC's calibrated meter in the dispenser, **Body** for the cabinet's DC shunt. No
 //!   sample is sent while the node trusts no meter.
+//! - **Persistence** (issue 6): the charge point of the cabinet's first dispenser with a
+//!   CSMS URL keeps its transaction journal in the node's redb store ([`RedbJournal`]).
+//!   The journal's keys are not per identity, so a second dispenser of the same cabinet
+//!   gets an in-memory journal (logged); the demo has one dispenser per cabinet. A
+//!   journal write is one durable redb transaction (an fsync, milliseconds on a disk):
+//!   every call into the core that can write ([`ChargePoint::handle_text`],
+//!   `handle_timeout`, the transaction commands) runs under
+//!   [`tokio::task::block_in_place`], so the worker's other tasks move to another thread
+//!   while the driver waits for the disk (directly on a current-thread runtime).
+//! - **Restart recovery** (§4.10): at start, every transaction the journal still has open
+//!   was cut by the restart (the node does not resume sessions), and is stopped before
+//!   any command is served, so before any new Start on its connector, with reason
+//!   **PowerLoss**: the node cannot tell a SIGKILL or a power cut from a graceful stop,
+//!   since it keeps no clean-shutdown marker, and a graceful stop does not end sessions
+//!   either. meterStop is the trusted meter's register of the connector's gun, waited for
+//!   up to [`RECOVERY_READING_WAIT`]; without one, the journaled Start's meterStart when
+//!   the Start is still unconfirmed; else 0, logged as an error (a confirmed Start is
+//!   deleted from the journal, its meterStart with it).
 //! - **CALLs from the CSMS** that need the node (remote start/stop, availability, reset,
 //!   unlock, local list, cache, vendor data) are refused with the status the spec has for
 //!   "not carried out" until the node implements them.
@@ -61,6 +79,7 @@ use tokio::sync::{mpsc, watch};
 use super::charge_point::{
     CallFailure, ChargePoint, Config, Confirmation, CsmsRequest, Event, OutgoingCall, StatusDetail,
 };
+use super::charge_point::{OpenTransaction, TxMessage};
 use super::messages::AuthorizationStatus;
 use super::messages::central_system::{
     AcceptedRejected, AvailabilityStatus, ChangeAvailabilityResponse, ClearCacheResponse,
@@ -84,6 +103,7 @@ use crate::connector::{
     StopReason,
 };
 use crate::options::OcppDispenser;
+use crate::store::{RedbJournal, Store};
 
 /// The configuration key that lets the local list decide while the CSMS is unreachable.
 const LOCAL_AUTHORIZE_OFFLINE: &str = "LocalAuthorizeOffline";
@@ -91,6 +111,8 @@ const LOCAL_AUTHORIZE_OFFLINE: &str = "LocalAuthorizeOffline";
 const METER_VALUE_SAMPLE_INTERVAL: &str = "MeterValueSampleInterval";
 /// The id tag of a session that started without a token and without a known EV MAC.
 pub const FREE_ID_TAG: &str = "FREE";
+/// How long restart recovery waits for a trusted reading of a cut transaction's gun.
+pub const RECOVERY_READING_WAIT: Duration = Duration::from_secs(5);
 
 /// What the control task tells a driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,12 +201,15 @@ pub struct Drivers {
 
 impl Drivers {
     /// Starts one driver task per dispenser that has a CSMS URL; they stop when
-    /// `shutdown` turns true. `local_list` serves LocalAuthorizeOffline.
+    /// `shutdown` turns true. `local_list` serves LocalAuthorizeOffline; the first of
+    /// them keeps its transaction journal in `store` (see the module docs).
     pub fn start(
         dispensers: &[OcppDispenser],
         local_list: &[String],
+        store: &Store,
         shutdown: &watch::Receiver<bool>,
     ) -> Self {
+        let mut journal = Some(RedbJournal::new(store.clone()));
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let (readings, readings_rx) = watch::channel(Vec::new());
         let mut guns = Vec::new();
@@ -197,11 +222,31 @@ impl Drivers {
             for &(gun, connector) in &dispenser.guns {
                 guns.push((gun, connector, commands_tx.clone()));
             }
+            let config = Config::new(boot_notification(), dispenser.connectors);
+            let ids = Box::new(SequentialIds::new(crate::can::backoff::random_u64()));
+            let cp = match journal.take() {
+                Some(journal) => {
+                    let loaded = blocking(|| {
+                        ChargePoint::with_journal(config.clone(), ids, Box::new(journal))
+                    });
+                    match loaded {
+                        Ok(cp) => cp,
+                        Err(error) => {
+                            tracing::error!(dispenser = %dispenser.id, %error, "transaction journal unreadable: this run's transactions are not persisted");
+                            ChargePoint::new(
+                                config,
+                                Box::new(SequentialIds::new(crate::can::backoff::random_u64())),
+                            )
+                        }
+                    }
+                }
+                None => {
+                    tracing::warn!(dispenser = %dispenser.id, "the store holds one dispenser's journal: this one's transactions are not persisted");
+                    ChargePoint::new(config, ids)
+                }
+            };
             let driver = Driver {
-                cp: ChargePoint::new(
-                    Config::new(boot_notification(), dispenser.connectors),
-                    Box::new(SequentialIds::new(crate::can::backoff::random_u64())),
-                ),
+                cp,
                 identity: dispenser.identity.clone(),
                 local_list: local_list.to_vec(),
                 pending: VecDeque::new(),
@@ -368,6 +413,13 @@ impl Driver {
         mut shutdown: watch::Receiver<bool>,
     ) {
         tracing::info!(identity = %self.identity, url = %reconnector.config().url(), "OCPP driver running");
+        let cut = self.cp.open_transactions();
+        if !cut.is_empty() {
+            tokio::select! {
+                () = self.recover(cut) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
         // Set once the transport config proved unusable: the dispenser stays offline.
         let mut unusable = false;
         loop {
@@ -386,10 +438,10 @@ impl Driver {
                             }
                         },
                         command = commands.recv() => match command {
-                            Some(command) => self.handle_command(command),
+                            Some(command) => blocking(|| self.handle_command(command)),
                             None => return,
                         },
-                        () = sleep_until(deadline) => self.handle_timeout(Instant::now()),
+                        () = sleep_until(deadline) => blocking(|| self.handle_timeout(Instant::now())),
                         _ = shutdown.changed() => return,
                     }
                     self.drain_events();
@@ -413,27 +465,101 @@ impl Driver {
                 let deadline = self.deadline();
                 tokio::select! {
                     received = connection.recv() => match received {
-                        Ok(text) => self.cp.handle_text(&text, Instant::now()),
+                        Ok(text) => blocking(|| self.cp.handle_text(&text, Instant::now())),
                         Err(error) => {
                             tracing::warn!(identity = %self.identity, %error, "CSMS connection lost");
                             break;
                         }
                     },
                     command = commands.recv() => match command {
-                        Some(command) => self.handle_command(command),
+                        Some(command) => blocking(|| self.handle_command(command)),
                         None => stop = true,
                     },
-                    () = sleep_until(deadline) => self.handle_timeout(Instant::now()),
+                    () = sleep_until(deadline) => blocking(|| self.handle_timeout(Instant::now())),
                     _ = shutdown.changed() => stop = true,
                 }
             }
-            self.cp.handle_disconnected();
+            blocking(|| self.cp.handle_disconnected());
             self.drain_events();
             if stop {
                 if let Err(error) = connection.close().await {
                     tracing::debug!(identity = %self.identity, %error, "CSMS close");
                 }
                 return;
+            }
+        }
+    }
+
+    /// Stops the transactions a restart cut (see the module docs), before anything else.
+    async fn recover(&mut self, cut: Vec<OpenTransaction>) {
+        let stored = blocking(|| self.cp.journal().load()).unwrap_or_default();
+        for open in cut {
+            let gun = self
+                .guns
+                .iter()
+                .find(|(_, c)| *c == open.connector)
+                .map(|&(g, _)| g);
+            let register = match gun {
+                Some(gun) => self.trusted_register(gun).await,
+                None => None,
+            };
+            let journaled_start = stored.messages.values().find_map(|m| match m {
+                TxMessage::Start { local, request } if *local == open.local => {
+                    Some(request.meter_start)
+                }
+                _ => None,
+            });
+            let meter_stop_wh = match (register, journaled_start) {
+                (Some(wh), _) => wh,
+                (None, Some(wh)) => {
+                    tracing::warn!(identity = %self.identity, local = open.local, "no trusted reading: meterStop = the journaled meterStart");
+                    wh
+                }
+                (None, None) => {
+                    tracing::error!(identity = %self.identity, local = open.local, "no trusted reading and no meterStart left: meterStop = 0");
+                    0
+                }
+            };
+            let now = Instant::now();
+            let timestamp = self.timestamp(now);
+            let stopped = blocking(|| {
+                self.cp.stop_transaction(
+                    open.connector,
+                    meter_stop_wh,
+                    Reason::PowerLoss,
+                    timestamp,
+                    now,
+                )
+            });
+            match stopped {
+                Ok(local) => {
+                    tracing::info!(identity = %self.identity, connector = open.connector, local, transaction_id = ?open.transaction_id, meter_stop_wh, "transaction cut by a restart stopped: PowerLoss");
+                }
+                Err(error) => {
+                    tracing::error!(identity = %self.identity, connector = open.connector, %error, "StopTransaction of a cut transaction not stored");
+                }
+            }
+        }
+    }
+
+    /// The trusted meter's register of `gun` in Wh, waiting up to
+    /// [`RECOVERY_READING_WAIT`] for one.
+    async fn trusted_register(&mut self, gun: GunId) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + RECOVERY_READING_WAIT;
+        loop {
+            let register = self
+                .readings
+                .borrow_and_update()
+                .iter()
+                .find(|r| r.gun == gun)
+                .and_then(|r| r.meter)
+                .map(|m| watt_hours(m.energy_register));
+            if register.is_some() {
+                return register;
+            }
+            match tokio::time::timeout_at(deadline, self.readings.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return None,
             }
         }
     }
@@ -792,6 +918,15 @@ impl Driver {
                 },
             ),
         };
+    }
+}
+
+/// Runs `f`, which may wait for a durable journal write, off the async workers' duty:
+/// under [`tokio::task::block_in_place`] on a multi-thread runtime, directly elsewhere.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -22,7 +22,7 @@
 //!
 //! [`MemoryJournal`] is the pure in-memory implementation used by the tests;
 //! `crate::store::RedbJournal` keeps it in the node's redb store (one redb write
-//! transaction per [`Journal::write`]). The daemon's drivers do not use it yet.
+//! transaction per [`Journal::write`]), which the daemon's OCPP driver uses.
 
 use std::collections::BTreeMap;
 
