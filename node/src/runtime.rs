@@ -244,6 +244,7 @@ impl Control {
                 Some(report) = next_report(&mut self.drivers) => match report {
                     DriverReport::Auth(result) => self.handle_decision(result).await,
                     DriverReport::StopSession { gun } => self.stop_session(gun),
+                    DriverReport::SetAvailable { gun, available } => self.set_available(gun, available),
                 },
                 _ = tick.tick() => {
                     let started = Instant::now();
@@ -434,8 +435,22 @@ impl Control {
             )
     }
 
-    /// The CSMS asked to stop `gun`'s session.
+    /// The CSMS asked to stop `gun`'s session (it refused its id tag, or by
+    /// RemoteStopTransaction).
     fn stop_session(&mut self, gun: GunId) {
+        tracing::info!(%gun, "stopping the session at the CSMS's request");
+        self.command(gun, Command::StopSession);
+    }
+
+    /// The CSMS changed `gun`'s availability; the driver sends this only while the gun
+    /// has no transaction, so no running one is cut.
+    fn set_available(&mut self, gun: GunId, available: bool) {
+        tracing::info!(%gun, available, "availability changed by the CSMS");
+        self.command(gun, Command::SetAvailable(available));
+    }
+
+    /// Hands `command` to `gun`'s controller; a gun of no controller is ignored.
+    fn command(&mut self, gun: GunId, command: Command) {
         let Some(controller) = self
             .controllers
             .iter_mut()
@@ -443,9 +458,8 @@ impl Control {
         else {
             return;
         };
-        tracing::info!(%gun, "stopping the session: the CSMS refused its id tag");
-        if let Err(error) = controller.handle_command(Command::StopSession, Instant::now()) {
-            tracing::warn!(%gun, %error, "session not stopped");
+        if let Err(error) = controller.handle_command(command.clone(), Instant::now()) {
+            tracing::warn!(%gun, ?command, %error, "command refused");
         }
     }
 

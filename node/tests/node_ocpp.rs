@@ -1,5 +1,6 @@
 //! A real `ringhub-node` as an OCPP 1.6J charge point (issue 6: boot, status, authorize,
-//! a transaction with its meter values), judged by `tests/ocpp_csms/csms.py`, whose `ocpp` package validates every
+//! a transaction with its meter values, RemoteStopTransaction and ChangeAvailability sent
+//! through csms.py's stdin commands), judged by `tests/ocpp_csms/csms.py`, whose `ocpp` package validates every
 //! message against the OCA JSON schemas, while the simulator plays the hardware.
 //!
 //! ```text
@@ -18,9 +19,9 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,8 @@ fn workspace_root() -> PathBuf {
 struct Csms {
     /// The Python process.
     child: Child,
+    /// Its command channel (see csms.py's docs).
+    stdin: ChildStdin,
     /// Its stdout, one JSON line per event, from a reader thread.
     lines: mpsc::Receiver<Value>,
     /// Every line seen so far, for failure messages and later searches.
@@ -78,11 +81,12 @@ impl Csms {
             .args(options)
             .arg("--accept")
             .args(accept)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn csms.py");
+        let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -97,6 +101,7 @@ impl Csms {
         });
         let mut csms = Self {
             child,
+            stdin,
             lines,
             seen: Vec::new(),
             port: 0,
@@ -116,7 +121,17 @@ impl Csms {
 
     /// The first line, seen before or arriving within [`STEP`], that `matches`.
     fn wait_for(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        if let Some(line) = self.seen.iter().find(|v| matches(v)) {
+        self.wait_for_from(0, what, matches)
+    }
+
+    /// [`Self::wait_for`], among the lines from the `from`th on (see [`Self::mark`]).
+    fn wait_for_from(
+        &mut self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(line) = self.seen.iter().skip(from).find(|v| matches(v)) {
             return line.clone();
         }
         let deadline = Instant::now() + STEP;
@@ -153,6 +168,40 @@ impl Csms {
         }
     }
 
+    /// How many lines were seen so far: where [`Self::wait_for_from`] starts to look for
+    /// what comes after now.
+    fn mark(&mut self) -> usize {
+        self.drain(Duration::ZERO);
+        self.seen.len()
+    }
+
+    /// Sends `command` to RH-DEMO-A through csms.py's stdin and returns the status the
+    /// charge point answered with.
+    fn command(&mut self, command: &str, action: &str) -> Value {
+        let from = self.mark();
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .expect("write to csms.py");
+        let response = self.wait_for_from(from, action, |v| {
+            v["event"] == "response" && v["cp"] == "RH-DEMO-A" && v["action"] == action
+        });
+        assert_eq!(response["error"], Value::Null, "{response}");
+        response["status"].clone()
+    }
+
+    /// The first CALL `action` received from RH-DEMO-A from the `from`th line on that
+    /// `matches` its payload; it must have passed the schema check.
+    fn call_from(&mut self, from: usize, action: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let line = self.wait_for_from(from, action, |v| {
+            v["event"] == "received"
+                && v["cp"] == "RH-DEMO-A"
+                && v["action"] == action
+                && matches(&v["payload"])
+        });
+        assert_eq!(line["valid"], true, "schema check of {line}");
+        line
+    }
+
     /// Every CALL `action` from RH-DEMO-A seen so far.
     fn calls(&self, action: &str) -> Vec<Value> {
         self.seen
@@ -165,14 +214,7 @@ impl Csms {
     /// The first CALL `action` received from RH-DEMO-A that `matches` its payload;
     /// it must have passed the schema check.
     fn call(&mut self, action: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        let line = self.wait_for(action, |v| {
-            v["event"] == "received"
-                && v["cp"] == "RH-DEMO-A"
-                && v["action"] == action
-                && matches(&v["payload"])
-        });
-        assert_eq!(line["valid"], true, "schema check of {line}");
-        line
+        self.call_from(0, action, matches)
     }
 }
 
@@ -491,6 +533,116 @@ async fn a_transaction_cut_by_a_sigkill_is_stopped_with_power_loss() {
             stops, 1,
             "one StopTransaction for transaction {transaction_id}"
         );
+        assert_no_violations(&rig.world).await;
+    })
+    .await;
+}
+
+/// The CSMS's calls into the charge point: RemoteStopTransaction of an unknown and of a
+/// running transaction, ChangeAvailability during a transaction (Scheduled, applied when
+/// it ends, without cutting it) and of an idle connector (Accepted at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_stop_and_change_availability() {
+    bounded(async {
+        let mut csms = Csms::start(&[CARD]);
+        let (text, config) = demo_with_csms(&csms.url());
+        let rig = Rig::start("ocpp-remote", config, Some(&text), "ocpp").await;
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Available"
+        });
+
+        // No such transaction: Rejected.
+        let status = csms.command("remote_stop 999", "RemoteStopTransaction");
+        assert_eq!(status, "Rejected");
+
+        // A long session on gun 0 (connector 1): 75 kWh from 30 % to 80 %.
+        act(
+            &rig.world,
+            Action::Rfid {
+                gun: 0,
+                id_tag: CARD.into(),
+            },
+        )
+        .await;
+        csms.call("Authorize", |p| p["idTag"] == CARD);
+        rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
+            if gun(s, 0)["auth"] == "Accepted" {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
+        rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
+        let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
+        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
+            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
+        });
+        let transaction_id = transaction["transactionId"].clone();
+        // A MeterValues with the transactionId: the node has its confirmation.
+        csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
+
+        // Inoperative during the transaction: Scheduled, and the transaction runs on.
+        let status = csms.command("change_availability 1 Inoperative", "ChangeAvailability");
+        assert_eq!(status, "Scheduled");
+        csms.drain(Duration::from_millis(1500));
+        assert!(
+            csms.calls("StopTransaction").is_empty(),
+            "the Scheduled change cut no transaction"
+        );
+        let s = state(&rig.world).await;
+        assert_eq!(gun(&s, 0)["energised"], true, "{}", describe_gun(&s, 0));
+
+        // RemoteStopTransaction: Accepted, then its Stop with reason Remote.
+        let status = csms.command(
+            &format!("remote_stop {transaction_id}"),
+            "RemoteStopTransaction",
+        );
+        assert_eq!(status, "Accepted");
+        let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
+        assert_eq!(stop["payload"]["reason"], "Remote", "{stop}");
+        assert!(
+            stop["payload"]["meterStop"].as_i64() >= start["payload"]["meterStart"].as_i64(),
+            "meterStop ≥ meterStart: {stop}"
+        );
+        rig.wait_sim("gun 0 de-energised with the EV still plugged", |s| {
+            let g = gun(s, 0);
+            if g["plugged"] == true && g["energised"] == false {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
+
+        // The scheduled change took effect when the transaction ended: unplugged, the
+        // connector is Unavailable; Operative makes it Available.
+        let from = csms.mark();
+        act(&rig.world, Action::Unplug { gun: 0 }).await;
+        csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Unavailable"
+        });
+        let from = csms.mark();
+        let status = csms.command("change_availability 1 Operative", "ChangeAvailability");
+        assert_eq!(status, "Accepted");
+        csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Available"
+        });
+
+        // Idle connector 1 made Inoperative: Accepted, then Unavailable; Operative again:
+        // Accepted, then Available.
+        let from = csms.mark();
+        let status = csms.command("change_availability 1 Inoperative", "ChangeAvailability");
+        assert_eq!(status, "Accepted");
+        csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Unavailable"
+        });
+        let from = csms.mark();
+        let status = csms.command("change_availability 1 Operative", "ChangeAvailability");
+        assert_eq!(status, "Accepted");
+        csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Available"
+        });
         assert_no_violations(&rig.world).await;
     })
     .await;

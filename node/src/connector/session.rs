@@ -507,6 +507,9 @@ impl SegmentController {
                     if let Some(g) = self.gun_mut() {
                         g.state = State::Authorising;
                         g.last_stop = None;
+                        // A stop asked for while idle (an availability change) belongs to
+                        // no session; the new one starts clean.
+                        g.stop_requested = false;
                     }
                 }
             }

@@ -929,3 +929,30 @@ fn a_silent_module_is_disconnected_as_an_emergency_and_the_session_goes_on() {
     );
     assert!(rig.violations().is_empty(), "{:?}", rig.violations());
 }
+
+#[test]
+fn a_gun_made_unavailable_and_available_again_while_idle_charges_normally() {
+    let mut rig = Rig::new(AuthPolicy::Free);
+    rig.run(300);
+    let now = rig.now();
+    rig.controllers[0]
+        .handle_command(Command::SetAvailable(false), now)
+        .unwrap();
+    rig.run(200);
+    let now = rig.now();
+    rig.controllers[0]
+        .handle_command(Command::SetAvailable(true), now)
+        .unwrap();
+    rig.run(200);
+    assert_eq!(rig.gun(0).status, ConnectorStatus::Available);
+    rig.plug(0, 90.0);
+    rig.run_until(15_000, "charging", |r| {
+        r.gun(0).status == ConnectorStatus::Charging
+    });
+    rig.run(1_000);
+    assert_eq!(
+        rig.gun(0).phase,
+        SessionPhase::Charging,
+        "no stale stop request ends the session"
+    );
+}

@@ -64,9 +64,25 @@
 //!   up to [`RECOVERY_READING_WAIT`]; without one, the journaled Start's meterStart when
 //!   the Start is still unconfirmed; else 0, logged as an error (a confirmed Start is
 //!   deleted from the journal, its meterStart with it).
-//! - **CALLs from the CSMS** that need the node (remote start/stop, availability, reset,
-//!   unlock, local list, cache, vendor data) are refused with the status the spec has for
-//!   "not carried out" until the node implements them.
+//! - **RemoteStopTransaction** (§5.12): Accepted when the transactionId is one this
+//!   driver started and has not stopped (confirmed by the CSMS, so it has its id); the
+//!   control task is asked to stop that gun's session ([`DriverReport::StopSession`]) and
+//!   the Stop that follows carries reason Remote. Any other id is Rejected.
+//! - **ChangeAvailability** (§5.2): connector N, or 0 for every gun of the dispenser;
+//!   an unknown connector is Rejected. A gun without a running transaction gets the
+//!   change at once ([`DriverReport::SetAvailable`], the control task applies
+//!   `Command::SetAvailable`) and the answer is Accepted; its status then goes to
+//!   Unavailable / Available through the usual status path. A gun with a running
+//!   transaction keeps it: the change is held in the driver and handed to the control
+//!   task when that transaction stops (the controller's `SetAvailable(false)` would cut a
+//!   running session), and the answer is Scheduled (for connector 0: Scheduled if any gun
+//!   has one). A later change for the same gun replaces a held one. Connector 0's own
+//!   StatusNotification is not sent, and availability is not persisted across a restart.
+//!   A session that starts between the Accepted decision and the control task applying
+//!   Inoperative is stopped by it (with reason Remote).
+//! - **Other CALLs from the CSMS** that need the node (remote start, reset, unlock, local
+//!   list, cache, vendor data) are refused with the status the spec has for "not carried
+//!   out" until the node implements them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -77,13 +93,15 @@ use ringhub_proto::units::{KilowattHours, Percent};
 use tokio::sync::{mpsc, watch};
 
 use super::charge_point::{
-    CallFailure, ChargePoint, Config, Confirmation, CsmsRequest, Event, OutgoingCall, StatusDetail,
+    CallFailure, ChargePoint, Config, Confirmation, CsmsRequest, Event, OutgoingCall, Responder,
+    StatusDetail,
 };
 use super::charge_point::{OpenTransaction, TxMessage};
 use super::messages::AuthorizationStatus;
 use super::messages::central_system::{
-    AcceptedRejected, AvailabilityStatus, ChangeAvailabilityResponse, ClearCacheResponse,
-    GetLocalListVersionResponse, RemoteStartTransactionResponse, RemoteStopTransactionResponse,
+    AcceptedRejected, AvailabilityStatus, AvailabilityType, ChangeAvailabilityRequest,
+    ChangeAvailabilityResponse, ClearCacheResponse, GetLocalListVersionResponse,
+    RemoteStartTransactionResponse, RemoteStopTransactionRequest, RemoteStopTransactionResponse,
     ResetResponse, SendLocalListResponse, TriggerMessageResponse, TriggerMessageStatus,
     UnlockConnectorResponse, UnlockStatus, UpdateStatus,
 };
@@ -158,10 +176,19 @@ pub enum DriverCommand {
 pub enum DriverReport {
     /// The decision on an Authorize.
     Auth(AuthResult),
-    /// The CSMS refused the id tag of the transaction running on `gun`: stop its session.
+    /// Stop `gun`'s session: the CSMS refused the id tag of its transaction, or asked
+    /// for it by RemoteStopTransaction.
     StopSession {
         /// The gun.
         gun: GunId,
+    },
+    /// The CSMS changed `gun`'s availability (ChangeAvailability): allow new sessions or
+    /// stop allowing them. Sent only while the gun has no transaction.
+    SetAvailable {
+        /// The gun.
+        gun: GunId,
+        /// Operative (true) or Inoperative (false).
+        available: bool,
     },
 }
 
@@ -254,6 +281,7 @@ impl Drivers {
                 guns: dispenser.guns.clone(),
                 readings: readings_rx.clone(),
                 running: BTreeMap::new(),
+                scheduled: BTreeMap::new(),
             };
             let transport = TransportConfig::new(url.clone(), dispenser.identity.clone());
             tokio::spawn(driver.run(
@@ -390,6 +418,9 @@ struct Driver {
     readings: watch::Receiver<Vec<GunReading>>,
     /// Per connector: the transaction this driver started and has not stopped.
     running: BTreeMap<u32, Running>,
+    /// Per connector: the availability a ChangeAvailability answered Scheduled asked
+    /// for, applied when the connector's transaction stops.
+    scheduled: BTreeMap<u32, bool>,
 }
 
 /// A transaction the driver started.
@@ -452,12 +483,13 @@ impl Driver {
             let mut stop = false;
             // Online until the connection breaks.
             loop {
+                // Events first: answering a CSMS request queues its CALLRESULT.
+                if self.drain_events() {
+                    reconnector.reset();
+                }
                 if let Err(error) = self.transmit(&mut connection).await {
                     tracing::warn!(identity = %self.identity, %error, "CSMS send failed");
                     break;
-                }
-                if self.drain_events() {
-                    reconnector.reset();
                 }
                 if stop {
                     break;
@@ -716,6 +748,9 @@ impl Driver {
                 reason,
                 energy_wh,
             } => {
+                if let Some(available) = self.scheduled.remove(&connector) {
+                    self.set_available(connector, available);
+                }
                 let Some(running) = self.running.remove(&connector) else {
                     tracing::warn!(identity = %self.identity, connector, "session ended without a transaction");
                     return;
@@ -751,7 +786,7 @@ impl Driver {
                     answered |= outcome.is_ok();
                     self.handle_answer(request, outcome);
                 }
-                Event::Request(request) => self.refuse(request),
+                Event::Request(request) => self.handle_request(request),
                 Event::ConfigurationChanged { key, value } => {
                     tracing::info!(identity = %self.identity, key, %value, "configuration changed");
                 }
@@ -862,23 +897,97 @@ impl Driver {
         self.report(DriverReport::StopSession { gun });
     }
 
+    /// RemoteStopTransaction (see the module docs); true if the answer was sent.
+    fn remote_stop(
+        &mut self,
+        request: &RemoteStopTransactionRequest,
+        responder: Responder<RemoteStopTransactionRequest>,
+    ) -> bool {
+        let transaction_id = request.transaction_id;
+        let gun = self
+            .cp
+            .open_transactions()
+            .into_iter()
+            .find(|open| {
+                open.transaction_id == Some(transaction_id)
+                    && self.running.contains_key(&open.connector)
+            })
+            .and_then(|open| self.guns.iter().find(|(_, c)| *c == open.connector))
+            .map(|&(gun, _)| gun);
+        let status = match gun {
+            Some(gun) => {
+                tracing::info!(identity = %self.identity, %gun, transaction_id, "RemoteStopTransaction: stopping the session");
+                self.report(DriverReport::StopSession { gun });
+                AcceptedRejected::Accepted
+            }
+            None => {
+                tracing::info!(identity = %self.identity, transaction_id, "RemoteStopTransaction of no running transaction: rejected");
+                AcceptedRejected::Rejected
+            }
+        };
+        self.cp
+            .answer(responder, &RemoteStopTransactionResponse { status })
+    }
+
+    /// ChangeAvailability (see the module docs); true if the answer was sent.
+    fn change_availability(
+        &mut self,
+        request: &ChangeAvailabilityRequest,
+        responder: Responder<ChangeAvailabilityRequest>,
+    ) -> bool {
+        let available = request.kind == AvailabilityType::Operative;
+        let connectors: Vec<u32> = self
+            .guns
+            .iter()
+            .map(|&(_, c)| c)
+            .filter(|&c| request.connector_id == 0 || c == request.connector_id)
+            .collect();
+        let status = if connectors.is_empty() {
+            tracing::info!(identity = %self.identity, connector = request.connector_id, "ChangeAvailability of an unknown connector: rejected");
+            AvailabilityStatus::Rejected
+        } else {
+            let mut status = AvailabilityStatus::Accepted;
+            for connector in connectors {
+                if self.running.contains_key(&connector) {
+                    self.scheduled.insert(connector, available);
+                    status = AvailabilityStatus::Scheduled;
+                } else {
+                    self.scheduled.remove(&connector);
+                    self.set_available(connector, available);
+                }
+            }
+            tracing::info!(identity = %self.identity, connector = request.connector_id, available, ?status, "ChangeAvailability");
+            status
+        };
+        self.cp
+            .answer(responder, &ChangeAvailabilityResponse { status })
+    }
+
+    /// Asks the control task to make `connector`'s gun (un)available.
+    fn set_available(&self, connector: u32, available: bool) {
+        if let Some(&(gun, _)) = self.guns.iter().find(|(_, c)| *c == connector) {
+            self.report(DriverReport::SetAvailable { gun, available });
+        }
+    }
+
     fn report(&self, report: DriverReport) {
         if self.reports.send(report).is_err() {
             tracing::debug!(identity = %self.identity, "control task gone; report dropped");
         }
     }
 
-    /// Answers a CALL this slice does not carry out with the spec's refusal.
-    fn refuse(&mut self, request: CsmsRequest) {
-        tracing::info!(identity = %self.identity, ?request, "CSMS request refused: not supported yet");
+    /// Carries out a CALL from the CSMS, or answers one this slice does not carry out
+    /// with the spec's refusal.
+    fn handle_request(&mut self, request: CsmsRequest) {
+        if !matches!(
+            request,
+            CsmsRequest::ChangeAvailability(..) | CsmsRequest::RemoteStopTransaction(..)
+        ) {
+            tracing::info!(identity = %self.identity, ?request, "CSMS request refused: not supported yet");
+        }
         let rejected = AcceptedRejected::Rejected;
         match request {
-            CsmsRequest::ChangeAvailability(_, r) => self.cp.answer(
-                r,
-                &ChangeAvailabilityResponse {
-                    status: AvailabilityStatus::Rejected,
-                },
-            ),
+            CsmsRequest::ChangeAvailability(request, r) => self.change_availability(&request, r),
             CsmsRequest::ClearCache(_, r) => {
                 self.cp.answer(r, &ClearCacheResponse { status: rejected })
             }
@@ -895,9 +1004,7 @@ impl Driver {
             CsmsRequest::RemoteStartTransaction(_, r) => self
                 .cp
                 .answer(r, &RemoteStartTransactionResponse { status: rejected }),
-            CsmsRequest::RemoteStopTransaction(_, r) => self
-                .cp
-                .answer(r, &RemoteStopTransactionResponse { status: rejected }),
+            CsmsRequest::RemoteStopTransaction(request, r) => self.remote_stop(&request, r),
             CsmsRequest::Reset(_, r) => self.cp.answer(r, &ResetResponse { status: rejected }),
             CsmsRequest::SendLocalList(_, r) => self.cp.answer(
                 r,

@@ -21,6 +21,12 @@ ringhub puts on the wire.
   Authorize (Accepted for the --accept tags, Invalid for others), StartTransaction
   (transaction ids 1, 2, 3…, each logged as `{"event": "transaction", "cp",
   "transactionId", "idTag"}`), StopTransaction and MeterValues;
+- reads commands from stdin, one a line, and sends each as a CALL to every connected
+  charge point: `remote_stop TXID` (RemoteStopTransaction) and `change_availability
+  CONNECTOR Operative|Inoperative` (ChangeAvailability); the answer, schema-checked by
+  the `ocpp` package, is logged as `{"event": "response", "cp", "action", "request",
+  "status"}` (`status` null and `error` set when the call failed); an unknown command is
+  logged as `{"event": "bad_command", "line"}`;
 - prints one JSON line per event on stdout, each with `t`, the receive time in Unix
   seconds: `{"event": "connected", ...}`, `{"event": "received", "cp", "type", "id",
   "action", "payload", "valid", "error"}` (`valid` is the schema check of a CALL, null
@@ -35,6 +41,7 @@ import itertools
 import json
 import logging
 import ssl
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -44,7 +51,7 @@ from ocpp.messages import Call, unpack, validate_payload
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+from ocpp.v16.enums import Action, AuthorizationStatus, AvailabilityType, RegistrationStatus
 
 SUBPROTOCOL = "ocpp1.6"
 
@@ -146,6 +153,52 @@ class Csms(ChargePoint):
         return call_result.MeterValues()
 
 
+def parse_command(line):
+    """The CALL a stdin command line asks for, or None."""
+    words = line.split()
+    try:
+        if len(words) == 2 and words[0] == "remote_stop":
+            return call.RemoteStopTransaction(transaction_id=int(words[1]))
+        if len(words) == 3 and words[0] == "change_availability":
+            return call.ChangeAvailability(
+                connector_id=int(words[1]), type=AvailabilityType(words[2])
+            )
+    except ValueError:
+        return None
+    return None
+
+
+async def send_command(session, request):
+    """Sends one CALL to a charge point and logs its answer."""
+    action = type(request).__name__
+    fields = {"cp": session.id, "action": action, "request": request.__dict__}
+    try:
+        result = await session.call(request)
+    except Exception as e:  # a CALLERROR, a timeout or a schema failure: logged
+        log("response", status=None, error=repr(e), **fields)
+    else:
+        log("response", status=str(result.status), error=None, **fields)
+
+
+async def read_commands(sessions):
+    """Serves the stdin commands (see the module docs) until stdin closes."""
+    tasks = set()
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            return
+        if not line.strip():
+            continue
+        request = parse_command(line)
+        if request is None:
+            log("bad_command", line=line.rstrip("\n"))
+            continue
+        for session in list(sessions.values()):
+            task = asyncio.create_task(send_command(session, request))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+
 def basic_auth_check(password):
     """A websockets `process_request` hook that answers 401 unless the request carries
     Basic auth `identity:password` for the identity in its path."""
@@ -175,22 +228,29 @@ async def main():
 
     accepted_tags = set(args.accept)
     transaction_ids = itertools.count(1)
+    # The connected charge points, by identity, for the stdin commands.
+    sessions = {}
 
     async def session(connection):
         # websockets refuses (HTTP 400) a client that does not offer ocpp1.6.
         identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]
         log("connected", cp=identity, subprotocol=connection.subprotocol)
+        csms = Csms(
+            identity,
+            connection,
+            accepted_tags,
+            transaction_ids,
+            args.sample_interval,
+            set(args.refuse_at_start),
+        )
+        sessions[identity] = csms
         try:
-            await Csms(
-                identity,
-                connection,
-                accepted_tags,
-                transaction_ids,
-                args.sample_interval,
-                set(args.refuse_at_start),
-            ).start()
+            await csms.start()
         except websockets.ConnectionClosed as closed:
             log("disconnected", cp=identity, reason=str(closed))
+        finally:
+            if sessions.get(identity) is csms:
+                del sessions[identity]
 
     tls = None
     if args.tls:
@@ -207,6 +267,7 @@ async def main():
     )
     port = server.sockets[0].getsockname()[1]
     print(json.dumps({"listening": port}), flush=True)
+    commands = asyncio.create_task(read_commands(sessions))
     await server.serve_forever()
 
 
