@@ -36,6 +36,8 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
 use crate::connector::snapshot::{FaultCode, SegmentSnapshot, SessionPhase};
 
+/// Malformed frames received from the CSMS, per charge point identity.
+pub const OCPP_REJECTED: &str = "ringhub_ocpp_rejected_frames_total";
 pub const GUN_POWER: &str = "ringhub_gun_power_watts";
 pub const GUN_CURRENT: &str = "ringhub_gun_current_amperes";
 pub const GUN_VOLTAGE: &str = "ringhub_gun_voltage_volts";
@@ -88,6 +90,11 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
 /// `metrics` crate has no electrical units, so those are in the names and help texts;
 /// counts and seconds are also given as a [`Unit`].
 pub fn describe() {
+    describe_counter!(
+        OCPP_REJECTED,
+        Unit::Count,
+        "Malformed OCPP frames received from the CSMS."
+    );
     describe_gauge!(GUN_POWER, "Power delivered by the gun now, watts.");
     describe_gauge!(
         GUN_CURRENT,

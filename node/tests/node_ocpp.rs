@@ -241,6 +241,36 @@ fn demo_with_csms(csms_url: &str) -> (String, HubConfig) {
 }
 
 /// Now, in Unix seconds.
+/// Presents the accepted card at gun 0 and waits until the CSMS has authorised it and
+/// gun 0's PLC holds param 20 Accepted.
+async fn present_accepted_card(rig: &Rig, csms: &mut Csms) {
+    act(
+        &rig.world,
+        Action::Rfid {
+            gun: 0,
+            id_tag: CARD.into(),
+        },
+    )
+    .await;
+    csms.call("Authorize", |p| p["idTag"] == CARD);
+    rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
+        if gun(s, 0)["auth"] == "Accepted" {
+            Ok(())
+        } else {
+            Err(describe_gun(s, 0))
+        }
+    })
+    .await;
+}
+
+/// The transactionId the CSMS gave RH-DEMO-A's StartTransaction.
+fn confirmed_transaction_id(csms: &mut Csms) -> Value {
+    let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
+        v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
+    });
+    transaction["transactionId"].clone()
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -365,10 +395,7 @@ async fn boot_status_and_authorize_against_the_csms() {
             "energy flowing (simulator poll) -> StartTransaction at the CSMS: {:.1} ms",
             (started_at - energy_at) * 1000.0
         );
-        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
-            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
-        });
-        let transaction_id = transaction["transactionId"].clone();
+        let transaction_id = confirmed_transaction_id(&mut csms);
 
         // Periodic meter values of that transaction, tagged with the trusted meter.
         let meter = csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
@@ -425,10 +452,7 @@ async fn a_transaction_the_csms_refuses_is_stopped() {
         // Start, refused; the node stops the session at once, with DeAuthorized.
         let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
         assert_eq!(start["payload"]["idTag"], CARD, "{start}");
-        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
-            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
-        });
-        let transaction_id = transaction["transactionId"].clone();
+        let transaction_id = confirmed_transaction_id(&mut csms);
         let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
         assert_eq!(stop["payload"]["reason"], "DeAuthorized", "{stop}");
         assert!(
@@ -466,31 +490,12 @@ async fn a_transaction_cut_by_a_sigkill_is_stopped_with_power_loss() {
         csms.call("StatusNotification", |p| {
             p["connectorId"] == 1 && p["status"] == "Available"
         });
-        act(
-            &rig.world,
-            Action::Rfid {
-                gun: 0,
-                id_tag: CARD.into(),
-            },
-        )
-        .await;
-        csms.call("Authorize", |p| p["idTag"] == CARD);
-        rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
-            if gun(s, 0)["auth"] == "Accepted" {
-                Ok(())
-            } else {
-                Err(describe_gun(s, 0))
-            }
-        })
-        .await;
+        present_accepted_card(&rig, &mut csms).await;
         // A long session: 75 kWh from 30 % to 80 %.
         rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
         let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
         let meter_start = start["payload"]["meterStart"].as_i64().expect("meterStart");
-        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
-            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
-        });
-        let transaction_id = transaction["transactionId"].clone();
+        let transaction_id = confirmed_transaction_id(&mut csms);
         // A MeterValues with the transactionId: the node has the confirmation (and its
         // journal the transactionId) before it is killed.
         csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
@@ -556,29 +561,10 @@ async fn remote_stop_and_change_availability() {
         assert_eq!(status, "Rejected");
 
         // A long session on gun 0 (connector 1): 75 kWh from 30 % to 80 %.
-        act(
-            &rig.world,
-            Action::Rfid {
-                gun: 0,
-                id_tag: CARD.into(),
-            },
-        )
-        .await;
-        csms.call("Authorize", |p| p["idTag"] == CARD);
-        rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
-            if gun(s, 0)["auth"] == "Accepted" {
-                Ok(())
-            } else {
-                Err(describe_gun(s, 0))
-            }
-        })
-        .await;
+        present_accepted_card(&rig, &mut csms).await;
         rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
         let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
-        let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
-            v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
-        });
-        let transaction_id = transaction["transactionId"].clone();
+        let transaction_id = confirmed_transaction_id(&mut csms);
         // A MeterValues with the transactionId: the node has its confirmation.
         csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
 

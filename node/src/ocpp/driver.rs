@@ -497,7 +497,11 @@ impl Driver {
                 let deadline = self.deadline();
                 tokio::select! {
                     received = connection.recv() => match received {
-                        Ok(text) => blocking(|| self.cp.handle_text(&text, Instant::now())),
+                        Ok(text) => {
+                            blocking(|| self.cp.handle_text(&text, Instant::now()));
+                            metrics::counter!(crate::metrics::OCPP_REJECTED, "identity" => self.identity.clone())
+                                .absolute(self.cp.rejected_frames());
+                        }
                         Err(error) => {
                             tracing::warn!(identity = %self.identity, %error, "CSMS connection lost");
                             break;

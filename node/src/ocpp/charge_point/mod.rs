@@ -274,6 +274,8 @@ pub struct ChargePoint {
     events: VecDeque<Event>,
     /// CALLRESULTs and CALLERRORs that answered no call in flight.
     unknown_responses: u64,
+    /// Frames from the CSMS that did not parse, or CALLs whose payload was refused.
+    rejected_frames: u64,
 }
 
 impl std::fmt::Debug for ChargePoint {
@@ -331,6 +333,7 @@ impl ChargePoint {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             unknown_responses: 0,
+            rejected_frames: 0,
         }
     }
 
@@ -370,6 +373,12 @@ impl ChargePoint {
     /// How many CALLRESULTs and CALLERRORs answered no call in flight.
     pub fn unknown_responses(&self) -> u64 {
         self.unknown_responses
+    }
+
+    /// How many frames from the CSMS were malformed (answered with a CALLERROR where the
+    /// spec says so, ignored otherwise).
+    pub fn rejected_frames(&self) -> u64 {
+        self.rejected_frames
     }
 
     /// The CSMS's time at `now`, once a confirmation has told it.
@@ -445,6 +454,7 @@ impl ChargePoint {
                 });
             }
             Err(rejected) => {
+                self.rejected_frames += 1;
                 if let Some(reply) = rejected.reply() {
                     self.transmit.push_back(reply.encode());
                 } else if let (Some(MessageType::CallResult | MessageType::CallError), Some(id)) =
@@ -690,6 +700,7 @@ impl ChargePoint {
         let request = match request {
             Ok(request) => request,
             Err(error) => {
+                self.rejected_frames += 1;
                 self.transmit.push_back(error.reply(id).encode());
                 return;
             }

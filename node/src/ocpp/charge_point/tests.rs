@@ -844,3 +844,19 @@ fn trigger_message_sends_heartbeat_and_statuses() {
     assert_eq!(frames[0], json!([3, "t3", {"status": "Accepted"}]));
     assert_eq!(action(&frames[1]), "Heartbeat");
 }
+
+#[test]
+fn malformed_frames_from_the_csms_are_counted() {
+    let mut cp = charge_point();
+    let t0 = Instant::now();
+    registered(&mut cp, t0, 300);
+    assert_eq!(cp.rejected_frames(), 0);
+    cp.handle_text("not json", t0);
+    cp.handle_text(r#"[2,"m1","Reset",{"type":"Medium"}]"#, t0);
+    cp.handle_text(r#"[2,"m2","Reset",{"type":"Soft"}]"#, t0);
+    assert_eq!(
+        cp.rejected_frames(),
+        2,
+        "the well-formed Reset is not counted"
+    );
+}
