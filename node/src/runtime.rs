@@ -33,7 +33,7 @@ use crate::connector::{
     AuthDecision, AuthPolicy, Command, ConnectorEvent, ConnectorStatus, IdToken, LocalFault,
     SegmentController, SegmentSetup, SegmentSnapshot, Timing,
 };
-use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG};
+use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG, PreviousStop};
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
 use crate::store::{PendingToken, Store, StoreError};
@@ -94,6 +94,16 @@ pub async fn run(
             .map_err(join_error)??,
     );
     tracing::info!(store = %store.path().display(), "store open");
+    let reader = Store::clone(&store);
+    let clean = tokio::task::spawn_blocking(move || reader.take_clean_shutdown())
+        .await
+        .map_err(join_error)??;
+    let previous_stop = if clean {
+        PreviousStop::Clean
+    } else {
+        PreviousStop::Crash
+    };
+    tracing::info!(?previous_stop, "how the previous run ended");
 
     let zenoh_config = publish::zenoh_config(&options.zenoh_listen, &options.zenoh_connect)?;
     let session = zenoh::open(zenoh_config)
@@ -122,8 +132,8 @@ pub async fn run(
     if options.auth == AuthMode::Ocpp && has_csms {
         control.drivers = Some(Drivers::start(
             &options.dispensers,
-            &options.local_auth_list,
             &journal_store,
+            previous_stop,
             &shutdown,
         ));
     }
@@ -131,6 +141,11 @@ pub async fn run(
     if let Ok(Err(error)) = publish_task.await {
         tracing::warn!(%error, "publisher ended with an error");
     }
+    // Everything that writes the store has stopped: the next start may trust this mark.
+    tokio::task::spawn_blocking(move || journal_store.mark_clean_shutdown())
+        .await
+        .map_err(join_error)??;
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 
@@ -245,6 +260,13 @@ impl Control {
                     DriverReport::Auth(result) => self.handle_decision(result).await,
                     DriverReport::StopSession { gun } => self.stop_session(gun),
                     DriverReport::SetAvailable { gun, available } => self.set_available(gun, available),
+                    DriverReport::RemoteStart { gun, token } => self.remote_start(gun, token).await,
+                    DriverReport::Unlock { gun } => {
+                        self.command(gun, Command::Unlock);
+                    }
+                    DriverReport::ConnectionTimeout { gun, timeout } => {
+                        self.command(gun, Command::SetConnectionTimeout(timeout));
+                    }
                 },
                 _ = tick.tick() => {
                     let started = Instant::now();
@@ -258,6 +280,9 @@ impl Control {
             self.flush().await;
         }
         tracing::info!("control loop stopped");
+        if let Some(drivers) = self.drivers {
+            drivers.join().await;
+        }
     }
 
     fn handle_frame(&mut self, frame: CanFrame) {
@@ -342,12 +367,7 @@ impl Control {
                 if let Some(drivers) = &self.drivers {
                     drivers.session_ended(gun, reason, energy);
                 }
-                let store = self.store.clone();
-                match tokio::task::spawn_blocking(move || store.remove_token(gun)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => tracing::error!(%error, "could not remove the pending token"),
-                    Err(error) => tracing::error!(%error, "store task failed"),
-                }
+                self.forget_token(gun).await;
                 self.urgent += 1;
             }
             ConnectorEvent::SessionStarted {
@@ -369,6 +389,10 @@ impl Control {
                     drivers.status(gun, status, self.faults[index].clone());
                 }
                 self.urgent += 1;
+            }
+            ConnectorEvent::TokenExpired { gun, token } => {
+                tracing::info!(%gun, %token, "no plug-in within ConnectionTimeOut: token forgotten");
+                self.forget_token(gun).await;
             }
             ConnectorEvent::IdentityReceived { gun, identity } => {
                 tracing::info!(%gun, mac = %identity.mac, emaid = ?identity.emaid, "EV identity");
@@ -449,17 +473,32 @@ impl Control {
         self.command(gun, Command::SetAvailable(available));
     }
 
-    /// Hands `command` to `gun`'s controller; a gun of no controller is ignored.
-    fn command(&mut self, gun: GunId, command: Command) {
+    /// RemoteStartTransaction: `gun` takes the already authorised remote `token`; it is
+    /// stored as the gun's pending token before its acceptance reaches the PLC (the next
+    /// flush), so a restart replays it.
+    async fn remote_start(&mut self, gun: GunId, token: IdToken) {
+        tracing::info!(%gun, %token, "remote start");
+        if self.command(gun, Command::RemoteStart(token.clone())) {
+            self.persist(gun, &token, AuthStatus::Accepted).await;
+        }
+    }
+
+    /// Hands `command` to `gun`'s controller; false if it refused it or no controller
+    /// has the gun.
+    fn command(&mut self, gun: GunId, command: Command) -> bool {
         let Some(controller) = self
             .controllers
             .iter_mut()
             .find(|c| c.setup().gun.is_some_and(|g| g.id == gun))
         else {
-            return;
+            return false;
         };
-        if let Err(error) = controller.handle_command(command.clone(), Instant::now()) {
-            tracing::warn!(%gun, ?command, %error, "command refused");
+        match controller.handle_command(command.clone(), Instant::now()) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%gun, ?command, %error, "command refused");
+                false
+            }
         }
     }
 
@@ -475,6 +514,16 @@ impl Control {
             AuthMode::Free => AuthDecision::Accepted,
             AuthMode::Local | AuthMode::Ocpp if listed => AuthDecision::Accepted,
             AuthMode::Local | AuthMode::Ocpp => AuthDecision::Rejected,
+        }
+    }
+
+    /// Deletes `gun`'s pending token from the store.
+    async fn forget_token(&self, gun: GunId) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.remove_token(gun)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "could not remove the pending token"),
+            Err(error) => tracing::error!(%error, "store task failed"),
         }
     }
 

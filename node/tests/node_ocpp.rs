@@ -19,264 +19,16 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::csms::{
+    Csms, UNKNOWN_CARD, confirmed_transaction_id, demo_with_csms, present_accepted_card, unix_now,
+};
 use common::{
     CARD, Rig, STEP, act, assert_no_violations, bounded, describe_gun, ev, gun, not_open, state,
 };
-use ringhub_proto::config::{DEMO_TOML, HubConfig};
 use ringhub_sim::world::Action;
 use serde_json::Value;
-
-/// A card the CSMS does not know.
-const UNKNOWN_CARD: &str = "DEADBEEF";
-
-/// The workspace root, where `scripts/` lives.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("node/ has a parent")
-        .to_owned()
-}
-
-/// csms.py, running; killed and reaped on drop.
-struct Csms {
-    /// The Python process.
-    child: Child,
-    /// Its command channel (see csms.py's docs).
-    stdin: ChildStdin,
-    /// Its stdout, one JSON line per event, from a reader thread.
-    lines: mpsc::Receiver<Value>,
-    /// Every line seen so far, for failure messages and later searches.
-    seen: Vec<Value>,
-    /// The port it listens on.
-    port: u16,
-}
-
-impl Csms {
-    /// Installs the CSMS's requirements, starts it on a free port accepting `accept`.
-    fn start(accept: &[&str]) -> Self {
-        Self::start_with(accept, &[])
-    }
-
-    /// [`Self::start`], with more of csms.py's options.
-    fn start_with(accept: &[&str], options: &[&str]) -> Self {
-        let root = workspace_root();
-        let output = Command::new(root.join("scripts/python-env"))
-            .arg("node/tests/ocpp_csms/requirements.txt")
-            .current_dir(&root)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/python-env");
-        assert!(output.status.success(), "scripts/python-env failed");
-        let venv = PathBuf::from(String::from_utf8(output.stdout).expect("UTF-8").trim());
-        let mut child = Command::new(venv.join("bin/python"))
-            .arg(root.join("node/tests/ocpp_csms/csms.py"))
-            .arg("0")
-            .args(["--sample-interval", "1"])
-            .args(options)
-            .arg("--accept")
-            .args(accept)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn csms.py");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("csms.py printed {line:?}: {e}"));
-                if sender.send(value).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut csms = Self {
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-            port: 0,
-        };
-        let ready = csms.wait_for("listening", |v| v.get("listening").is_some());
-        csms.port = ready["listening"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .expect("a port number");
-        csms
-    }
-
-    /// Its endpoint, without the identity.
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ocpp", self.port)
-    }
-
-    /// The first line, seen before or arriving within [`STEP`], that `matches`.
-    fn wait_for(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for_from(0, what, matches)
-    }
-
-    /// [`Self::wait_for`], among the lines from the `from`th on (see [`Self::mark`]).
-    fn wait_for_from(
-        &mut self,
-        from: usize,
-        what: &str,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Value {
-        if let Some(line) = self.seen.iter().skip(from).find(|v| matches(v)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "csms.py logged no {what} within {STEP:?} ({e}); it logged:\n{}",
-                    self.seen
-                        .iter()
-                        .map(Value::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Collects every line csms.py prints during `period`.
-    fn drain(&mut self, period: Duration) {
-        let deadline = Instant::now() + period;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// How many lines were seen so far: where [`Self::wait_for_from`] starts to look for
-    /// what comes after now.
-    fn mark(&mut self) -> usize {
-        self.drain(Duration::ZERO);
-        self.seen.len()
-    }
-
-    /// Sends `command` to RH-DEMO-A through csms.py's stdin and returns the status the
-    /// charge point answered with.
-    fn command(&mut self, command: &str, action: &str) -> Value {
-        let from = self.mark();
-        writeln!(self.stdin, "{command}")
-            .and_then(|()| self.stdin.flush())
-            .expect("write to csms.py");
-        let response = self.wait_for_from(from, action, |v| {
-            v["event"] == "response" && v["cp"] == "RH-DEMO-A" && v["action"] == action
-        });
-        assert_eq!(response["error"], Value::Null, "{response}");
-        response["status"].clone()
-    }
-
-    /// The first CALL `action` received from RH-DEMO-A from the `from`th line on that
-    /// `matches` its payload; it must have passed the schema check.
-    fn call_from(&mut self, from: usize, action: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        let line = self.wait_for_from(from, action, |v| {
-            v["event"] == "received"
-                && v["cp"] == "RH-DEMO-A"
-                && v["action"] == action
-                && matches(&v["payload"])
-        });
-        assert_eq!(line["valid"], true, "schema check of {line}");
-        line
-    }
-
-    /// Every CALL `action` from RH-DEMO-A seen so far.
-    fn calls(&self, action: &str) -> Vec<Value> {
-        self.seen
-            .iter()
-            .filter(|v| v["event"] == "received" && v["cp"] == "RH-DEMO-A" && v["action"] == action)
-            .cloned()
-            .collect()
-    }
-
-    /// The first CALL `action` received from RH-DEMO-A that `matches` its payload;
-    /// it must have passed the schema check.
-    fn call(&mut self, action: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        self.call_from(0, action, matches)
-    }
-}
-
-impl Drop for Csms {
-    fn drop(&mut self) {
-        // Fails only if it has exited already; it is reaped either way.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The demo hub with cab-a on OCPP and disp-a pointed at `csms_url`: the TOML text and
-/// the parsed config.
-fn demo_with_csms(csms_url: &str) -> (String, HubConfig) {
-    // cab-a is the first cabinet, so its `auth` line is the first one.
-    let free = "\nauth = \"free\"\n";
-    assert!(DEMO_TOML.contains(free), "the demo config changed shape");
-    let text = DEMO_TOML.replacen(free, "\nauth = \"ocpp\"\n", 1);
-    let identity = "ocpp_identity = \"RH-DEMO-A\"\n";
-    assert!(text.contains(identity), "the demo config changed shape");
-    let text = text.replacen(identity, &format!("{identity}csms_url = {csms_url:?}\n"), 1);
-    let config = HubConfig::parse(&text, "demo-ocpp.toml").expect("the edited demo parses");
-    (text, config)
-}
-
-/// Now, in Unix seconds.
-/// Presents the accepted card at gun 0 and waits until the CSMS has authorised it and
-/// gun 0's PLC holds param 20 Accepted.
-async fn present_accepted_card(rig: &Rig, csms: &mut Csms) {
-    act(
-        &rig.world,
-        Action::Rfid {
-            gun: 0,
-            id_tag: CARD.into(),
-        },
-    )
-    .await;
-    csms.call("Authorize", |p| p["idTag"] == CARD);
-    rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
-        if gun(s, 0)["auth"] == "Accepted" {
-            Ok(())
-        } else {
-            Err(describe_gun(s, 0))
-        }
-    })
-    .await;
-}
-
-/// The transactionId the CSMS gave RH-DEMO-A's StartTransaction.
-fn confirmed_transaction_id(csms: &mut Csms) -> Value {
-    let transaction = csms.wait_for("the StartTransaction's transactionId", |v| {
-        v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
-    });
-    transaction["transactionId"].clone()
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boot_status_and_authorize_against_the_csms() {
@@ -478,69 +230,87 @@ async fn a_transaction_the_csms_refuses_is_stopped() {
     .await;
 }
 
-/// A node killed with SIGKILL after the CSMS confirmed its StartTransaction, restarted on
-/// the same data dir: the Start is not sent again, and the transaction the kill cut is
-/// stopped with reason PowerLoss.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transaction_cut_by_a_sigkill_is_stopped_with_power_loss() {
-    bounded(async {
-        let mut csms = Csms::start(&[CARD]);
-        let (text, config) = demo_with_csms(&csms.url());
-        let mut rig = Rig::start("ocpp-restart", config, Some(&text), "ocpp").await;
-        csms.call("StatusNotification", |p| {
-            p["connectorId"] == 1 && p["status"] == "Available"
-        });
-        present_accepted_card(&rig, &mut csms).await;
-        // A long session: 75 kWh from 30 % to 80 %.
-        rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
-        let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
-        let meter_start = start["payload"]["meterStart"].as_i64().expect("meterStart");
-        let transaction_id = confirmed_transaction_id(&mut csms);
-        // A MeterValues with the transactionId: the node has the confirmation (and its
-        // journal the transactionId) before it is killed.
-        csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
+/// How a test stops the node mid-transaction.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// SIGKILL: no shutdown path runs, as in a crash or a power cut.
+    Kill,
+    /// SIGTERM: the node stops cleanly.
+    Terminate,
+}
 
-        rig.kill_node();
-        rig.wait_sim("the watchdog to open every relay of cab-a", |s| {
-            if not_open(s, 0).is_empty() && not_open(s, 1).is_empty() {
-                Ok(())
-            } else {
-                Err(describe_gun(s, 0))
-            }
-        })
-        .await;
-        rig.restart_node().await;
+/// A node stopped by `cut` after the CSMS confirmed its StartTransaction, restarted on
+/// the same data dir: the Start is not sent again, and the transaction the stop cut is
+/// stopped once, with `reason`.
+async fn a_transaction_cut_by(cut: Cut, reason: &str) {
+    let mut csms = Csms::start(&[CARD]);
+    let (text, config) = demo_with_csms(&csms.url());
+    let mut rig = Rig::start("ocpp-restart", config, Some(&text), "ocpp").await;
+    csms.call("StatusNotification", |p| {
+        p["connectorId"] == 1 && p["status"] == "Available"
+    });
+    present_accepted_card(&rig, &mut csms).await;
+    // A long session: 75 kWh from 30 % to 80 %.
+    rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
+    let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
+    let meter_start = start["payload"]["meterStart"].as_i64().expect("meterStart");
+    let transaction_id = confirmed_transaction_id(&mut csms);
+    // A MeterValues with the transactionId: the node has the confirmation (and its
+    // journal the transactionId) before it is stopped.
+    csms.call("MeterValues", |p| p["transactionId"] == transaction_id);
 
-        // The cut transaction's Stop, schema-valid, with PowerLoss.
-        let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
-        assert_eq!(stop["payload"]["reason"], "PowerLoss", "{stop}");
-        let meter_stop = stop["payload"]["meterStop"].as_i64().expect("meterStop");
-        assert!(meter_stop >= meter_start, "meterStop ≥ meterStart: {stop}");
-        println!(
-            "transaction {transaction_id} cut by SIGKILL: meterStart {meter_start} Wh, \
-             meterStop {meter_stop} Wh, reason PowerLoss"
-        );
-
-        // Exactly one StartTransaction for it, none sent again after the restart.
-        csms.drain(Duration::from_secs(3));
-        let starts: Vec<Value> = csms
-            .calls("StartTransaction")
-            .into_iter()
-            .filter(|v| v["payload"]["timestamp"] == start["payload"]["timestamp"])
-            .collect();
-        assert_eq!(starts.len(), 1, "one StartTransaction: {starts:?}");
-        let stops = csms
-            .calls("StopTransaction")
-            .into_iter()
-            .filter(|v| v["payload"]["transactionId"] == transaction_id)
-            .count();
-        assert_eq!(
-            stops, 1,
-            "one StopTransaction for transaction {transaction_id}"
-        );
-        assert_no_violations(&rig.world).await;
+    match cut {
+        Cut::Kill => rig.kill_node(),
+        Cut::Terminate => rig.terminate_node(),
+    }
+    rig.wait_sim("the watchdog to open every relay of cab-a", |s| {
+        if not_open(s, 0).is_empty() && not_open(s, 1).is_empty() {
+            Ok(())
+        } else {
+            Err(describe_gun(s, 0))
+        }
     })
     .await;
+    rig.restart_node().await;
+
+    // The cut transaction's Stop, schema-valid, with the reason.
+    let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
+    assert_eq!(stop["payload"]["reason"], reason, "{stop}");
+    let meter_stop = stop["payload"]["meterStop"].as_i64().expect("meterStop");
+    assert!(meter_stop >= meter_start, "meterStop ≥ meterStart: {stop}");
+    println!(
+        "transaction {transaction_id} cut by {cut:?}: meterStart {meter_start} Wh, \
+         meterStop {meter_stop} Wh, reason {reason}"
+    );
+
+    // Exactly one StartTransaction for it, none sent again after the restart.
+    csms.drain(Duration::from_secs(3));
+    let starts: Vec<Value> = csms
+        .calls("StartTransaction")
+        .into_iter()
+        .filter(|v| v["payload"]["timestamp"] == start["payload"]["timestamp"])
+        .collect();
+    assert_eq!(starts.len(), 1, "one StartTransaction: {starts:?}");
+    let stops = csms
+        .calls("StopTransaction")
+        .into_iter()
+        .filter(|v| v["payload"]["transactionId"] == transaction_id)
+        .count();
+    assert_eq!(
+        stops, 1,
+        "one StopTransaction for transaction {transaction_id}"
+    );
+    assert_no_violations(&rig.world).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_cut_by_a_sigkill_is_stopped_with_power_loss() {
+    bounded(a_transaction_cut_by(Cut::Kill, "PowerLoss")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_cut_by_a_clean_stop_is_stopped_with_reboot() {
+    bounded(a_transaction_cut_by(Cut::Terminate, "Reboot")).await;
 }
 
 /// The CSMS's calls into the charge point: RemoteStopTransaction of an unknown and of a
@@ -551,7 +321,7 @@ async fn remote_stop_and_change_availability() {
     bounded(async {
         let mut csms = Csms::start(&[CARD]);
         let (text, config) = demo_with_csms(&csms.url());
-        let rig = Rig::start("ocpp-remote", config, Some(&text), "ocpp").await;
+        let mut rig = Rig::start("ocpp-remote", config, Some(&text), "ocpp").await;
         csms.call("StatusNotification", |p| {
             p["connectorId"] == 1 && p["status"] == "Available"
         });
@@ -628,6 +398,18 @@ async fn remote_stop_and_change_availability() {
         assert_eq!(status, "Accepted");
         csms.call_from(from, "StatusNotification", |p| {
             p["connectorId"] == 1 && p["status"] == "Available"
+        });
+
+        // Inoperative persists across a restart (§5.2): after it, connector 1 is reported
+        // Unavailable.
+        let status = csms.command("change_availability 1 Inoperative", "ChangeAvailability");
+        assert_eq!(status, "Accepted");
+        rig.terminate_node();
+        let from = csms.mark();
+        rig.restart_node().await;
+        csms.call_from(from, "BootNotification", |_| true);
+        csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Unavailable"
         });
         assert_no_violations(&rig.world).await;
     })

@@ -262,7 +262,7 @@ impl SegmentController {
         self.control(now);
     }
 
-    /// An operator command.
+    /// An operator or CSMS command; a refused one changes nothing.
     pub fn handle_command(&mut self, command: Command, now: Instant) -> Result<(), CommandError> {
         match command {
             Command::SetAvailable(available) => {
@@ -276,6 +276,11 @@ impl SegmentController {
                 self.gun.as_mut().ok_or(CommandError::NoGun)?.stop_requested = true
             }
             Command::ClearFault(code) => self.clear_fault(code)?,
+            Command::SetConnectionTimeout(timeout) => {
+                self.setup.timing.connection_timeout = timeout
+            }
+            Command::RemoteStart(token) => self.remote_start(token, now)?,
+            Command::Unlock => self.unlock(now)?,
         }
         self.control(now);
         Ok(())

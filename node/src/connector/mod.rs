@@ -20,6 +20,18 @@
 //!                                         emergency at 1 s)     timeout)      of the battery)
 //! ```
 //!
+//! Before WaitingForEv the gun is *preparing* (OCPP 1.6 status Preparing): from a token
+//! presented before plug-in, or from plug-in under [`AuthPolicy::Token`]. A preparation
+//! that has not reached WaitingForEv within [`Timing::connection_timeout`] (OCPP 1.6 §9.1
+//! ConnectionTimeOut) is cancelled: a token without an EV is forgotten
+//! ([`ConnectorEvent::TokenExpired`]); an EV without an accepted token ends its session
+//! with [`StopReason::ConnectionTimeout`] and must be unplugged to start over.
+//!
+//! The CSMS reaches the gun through [`Command`]s: [`Command::RemoteStart`] hands it a
+//! token already decided (RemoteStartTransaction, §5.11), [`Command::Unlock`] stops the
+//! session and releases the lock, or frees a lock stuck on an idle gun (UnlockConnector,
+//! §5.18).
+//!
 //! Safety rules it keeps: the gun contactor is commanded closed only once the PLC reports
 //! authorisation Accepted, the lock has been confirmed for the debounce time and the bus
 //! matches the battery (S5); nothing is opened above 5 A except as an emergency that
@@ -32,6 +44,7 @@ mod derate;
 mod faults;
 mod meter;
 mod modules;
+mod preparation;
 mod session;
 pub mod snapshot;
 
@@ -143,6 +156,9 @@ pub struct Timing {
     pub command_period: Duration,
     /// Period of EVSE present values during a session.
     pub present_period: Duration,
+    /// How long a preparation may take before it is cancelled (OCPP 1.6 §9.1
+    /// ConnectionTimeOut): from the first token or plug-in until WaitingForEv.
+    pub connection_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -159,6 +175,7 @@ impl Default for Timing {
             lock_debounce: Duration::from_millis(100),
             command_period: Duration::from_millis(100),
             present_period: Duration::from_millis(50),
+            connection_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -179,6 +196,16 @@ pub enum Command {
     StopSession,
     /// Clear an operator-cleared fault; refused while its condition still holds.
     ClearFault(FaultCode),
+    /// Change [`Timing::connection_timeout`]; a running preparation keeps its start, so
+    /// a shorter timeout may cancel it at once.
+    SetConnectionTimeout(Duration),
+    /// Start a session with a token the node has already authorised (OCPP
+    /// RemoteStartTransaction): no [`ConnectorEvent::Authorize`] follows. Only on an idle
+    /// gun, or a plugged one still waiting for an accepted token.
+    RemoteStart(IdToken),
+    /// Release the lock (OCPP UnlockConnector): a running session is stopped first and
+    /// unlocks once de-energised; an idle or finished gun is unlocked at once.
+    Unlock,
 }
 
 /// What the controller reports.
@@ -204,6 +231,9 @@ pub enum ConnectorEvent {
     },
     /// A fault was raised (`raised`) or cleared.
     Fault { fault: LocalFault, raised: bool },
+    /// A token presented before plug-in waited past the connection timeout and was
+    /// forgotten: no session, no transaction (delete it where it was persisted).
+    TokenExpired { gun: GunId, token: IdToken },
 }
 
 /// Why a command was refused.
@@ -215,6 +245,18 @@ pub enum CommandError {
     ConditionHolds { code: FaultCode, why: String },
     #[error("this segment has no gun")]
     NoGun,
+    /// The gun already has a session, or a token it accepted.
+    #[error("the gun is busy: {why}")]
+    Busy { why: &'static str },
+    /// An operator or the CSMS made the gun unavailable.
+    #[error("the gun is unavailable")]
+    Unavailable,
+    /// A fault keeps the gun from starting a session.
+    #[error("the gun is blocked by {0}")]
+    Blocked(FaultCode),
+    /// The lock must hold while current can flow (S4, S5).
+    #[error("the gun is energised: its lock must hold")]
+    Energised,
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::modules::Setpoint;
 use super::snapshot::{
     ConnectorStatus, FaultCode, GunSnapshot, IdToken, MeterView, SessionPhase, StopReason,
 };
-use super::{AuthDecision, AuthPolicy, ConnectorEvent, GunSetup};
+use super::{AuthDecision, AuthPolicy, CommandError, ConnectorEvent, GunSetup};
 
 /// The bus must be this close to the battery before the gun contactor closes (S5 allows
 /// 20 V; the margin covers meter error and the PLC's own check).
@@ -84,6 +84,10 @@ pub(super) struct GunSession {
     pub last_status: Option<ConnectorStatus>,
     /// Why the last session ended.
     pub last_stop: Option<StopReason>,
+    /// When the preparation began (first token before plug-in, or plug-in under
+    /// [`AuthPolicy::Token`]), for the connection timeout; `None` once WaitingForEv is
+    /// reached or the preparation ends.
+    pub preparing_since: Option<Instant>,
 }
 
 impl GunSession {
@@ -101,6 +105,7 @@ impl GunSession {
             started: false,
             last_status: None,
             last_stop: None,
+            preparing_since: None,
         }
     }
 
@@ -156,8 +161,9 @@ impl SegmentController {
         self.gun.as_mut()
     }
 
-    /// A token arrived: ask about it if the session needs one and has none yet.
-    fn offer_token(&mut self, token: IdToken) {
+    /// A token arrived: ask about it if the session needs one and has none yet. A token
+    /// before plug-in starts the preparation clock.
+    fn offer_token(&mut self, token: IdToken, now: Instant) {
         let policy = self.setup.auth;
         let Some(gun) = self.gun.as_mut() else { return };
         let wants = policy == AuthPolicy::Token
@@ -168,17 +174,18 @@ impl SegmentController {
         }
         gun.token = Some(token.clone());
         gun.decision = None;
+        gun.preparing_since.get_or_insert(now);
         let id = gun.setup.id;
         self.write_auth(AuthStatus::Ongoing);
         self.events
             .push_back(ConnectorEvent::Authorize { gun: id, token });
     }
 
-    pub(super) fn on_rfid(&mut self, uid: String, _now: Instant) {
-        self.offer_token(IdToken::Rfid(uid));
+    pub(super) fn on_rfid(&mut self, uid: String, now: Instant) {
+        self.offer_token(IdToken::Rfid(uid), now);
     }
 
-    pub(super) fn on_identity(&mut self, identity: EvIdentity, _now: Instant) {
+    pub(super) fn on_identity(&mut self, identity: EvIdentity, now: Instant) {
         let Some(gun) = self.gun_mut() else { return };
         gun.identity = Some(identity.clone());
         let id = gun.setup.id;
@@ -190,12 +197,15 @@ impl SegmentController {
             Some(emaid) => IdToken::Contract(emaid.clone()),
             None => IdToken::EvMac(identity.mac.0.iter().map(|b| format!("{b:02X}")).collect()),
         };
-        self.offer_token(token);
+        self.offer_token(token, now);
     }
 
     pub(super) fn on_decision(&mut self, token: &IdToken, decision: AuthDecision, _now: Instant) {
         let Some(gun) = self.gun_mut() else { return };
-        if gun.token.as_ref() != Some(token) || gun.decision.is_some() {
+        // A decision that arrives after its session ended (a connection timeout with the
+        // EV still plugged) must not tell the PLC to go ahead.
+        let preparing = matches!(gun.state, State::Idle | State::Authorising);
+        if gun.token.as_ref() != Some(token) || gun.decision.is_some() || !preparing {
             return;
         }
         gun.decision = Some(decision);
@@ -206,11 +216,15 @@ impl SegmentController {
     }
 
     /// Restores a token that was pending when the node stopped, with its decision if one
-    /// had been made; the decision is written to the PLC again, or asked again.
+    /// had been made; the decision is written to the PLC again, or asked again. The
+    /// connection timeout starts afresh: how long the node was down is unknown.
     pub fn restore_token(&mut self, token: IdToken, decision: Option<AuthDecision>, now: Instant) {
         let Some(gun) = self.gun_mut() else { return };
         gun.token = Some(token.clone());
         gun.decision = decision;
+        if matches!(gun.state, State::Idle | State::Authorising) {
+            gun.preparing_since = Some(now);
+        }
         let id = gun.setup.id;
         match decision {
             Some(AuthDecision::Accepted) => self.write_auth(AuthStatus::Accepted),
@@ -247,7 +261,52 @@ impl SegmentController {
     }
 
     fn blocked(&self) -> bool {
-        self.out_of_service || BLOCKING.iter().any(|&code| self.faults.any(code))
+        self.blocking_fault().is_some()
+    }
+
+    /// The fault that keeps the gun from starting a session, if any.
+    pub(super) fn blocking_fault(&self) -> Option<FaultCode> {
+        BLOCKING
+            .iter()
+            .copied()
+            .find(|&code| self.faults.any(code))
+            .or(self.out_of_service.then_some(FaultCode::ContactorWelded))
+    }
+
+    /// No current can flow through the gun: its contactor is commanded open, and either
+    /// reads open or the bus behind it is dead (a welded contactor must not hold the EV
+    /// forever), and no current is measured.
+    fn deenergised(&self, now: Instant) -> bool {
+        let feedback = self.plc.feedback;
+        let gc_open = feedback.is_none_or(|f| f.closed.gun & 1 == 0);
+        let bus_dead = feedback.is_some_and(|f| f.bus_voltage.0 < DEAD_BUS_V);
+        !self.relays.wanted(Which::Gun)
+            && (gc_open || bus_dead)
+            && self.gun_current(now).is_none_or(|i| i < DEENERGISED_A)
+    }
+
+    /// [`super::Command::Unlock`]: a running session is stopped (it unlocks once
+    /// de-energised, in Finished); otherwise the lock is released at once, unless current
+    /// can flow.
+    pub(super) fn unlock(&mut self, now: Instant) -> Result<(), CommandError> {
+        let deenergised = self.deenergised(now);
+        let gun = self.gun.as_mut().ok_or(CommandError::NoGun)?;
+        match gun.state {
+            State::WaitingForEv { .. }
+            | State::Precharge { .. }
+            | State::ClosingGc { .. }
+            | State::Charging
+            | State::RampingDown { .. }
+            | State::OpeningGc { .. } => gun.stop_requested = true,
+            State::Idle | State::Authorising | State::Finished { .. } if deenergised => {
+                gun.lock_written = Some(LockCommand::Unlock);
+                self.write_lock(LockCommand::Unlock);
+            }
+            State::Idle | State::Authorising | State::Finished { .. } => {
+                return Err(CommandError::Energised);
+            }
+        }
+        Ok(())
     }
 
     fn set_all_modules(&mut self, setpoint: impl Fn(usize) -> Setpoint) {
@@ -359,6 +418,7 @@ impl SegmentController {
         gun.state = State::Finished { reason };
         gun.last_stop = Some(reason);
         gun.stop_requested = false;
+        gun.preparing_since = None;
         if gun.token.is_some() || gun.started || self.setup.auth == AuthPolicy::Free {
             let id = gun.setup.id;
             self.events.push_back(ConnectorEvent::SessionEnded {
@@ -378,11 +438,8 @@ impl SegmentController {
         if !gun.plugged(&self.plc) {
             return Some(StopReason::Unplugged);
         }
-        if let Some(code) = BLOCKING.iter().copied().find(|&code| self.faults.any(code)) {
+        if let Some(code) = self.blocking_fault() {
             return Some(StopReason::Fault(code));
-        }
-        if self.out_of_service {
-            return Some(StopReason::Fault(FaultCode::ContactorWelded));
         }
         if let Some(cp) = info
             .map(|i| i.cp)
@@ -500,16 +557,24 @@ impl SegmentController {
                 self.relays.emergency = false;
                 self.release_modules(now);
                 self.relays.set(Which::Gun, false, now);
+                if self.preparation_expired(&gun, now) {
+                    self.expire_token();
+                }
                 let ready =
                     info.is_some_and(|i| matches!(i.cp, CpState::B | CpState::C | CpState::D));
                 if ready && gun.available && !self.blocked() {
                     self.meter.reset_energy();
+                    let policy = self.setup.auth;
                     if let Some(g) = self.gun_mut() {
                         g.state = State::Authorising;
                         g.last_stop = None;
                         // A stop asked for while idle (an availability change) belongs to
                         // no session; the new one starts clean.
                         g.stop_requested = false;
+                        // Free vend accepts at once: only a token can keep an EV waiting.
+                        if policy == AuthPolicy::Token {
+                            g.preparing_since.get_or_insert(now);
+                        }
                     }
                 }
             }
@@ -533,7 +598,14 @@ impl SegmentController {
                         g.state = State::WaitingForEv {
                             lock_commanded: now,
                         };
+                        // From here the lock and HLC timeouts govern.
+                        g.preparing_since = None;
                     }
+                } else if self.preparation_expired(&gun, now) {
+                    // Nothing was commanded closed in Authorising; the EV is told no and
+                    // must be unplugged to start over.
+                    self.write_auth(AuthStatus::Rejected);
+                    self.finish(StopReason::ConnectionTimeout);
                 }
             }
             State::WaitingForEv { lock_commanded } => {
@@ -699,15 +771,8 @@ impl SegmentController {
             State::Finished { .. } => {
                 self.release_modules(now);
                 self.relays.set(Which::Gun, false, now);
-                // De-energised: no current, and either the gun contactor is open or the bus
-                // behind it is dead (a welded contactor must not hold the EV forever).
-                let feedback = self.plc.feedback;
-                let gc_open = feedback.is_none_or(|f| f.closed.gun & 1 == 0);
-                let bus_dead = feedback.is_some_and(|f| f.bus_voltage.0 < DEAD_BUS_V);
-                let deenergised = (gc_open || bus_dead)
-                    && self.gun_current(now).is_none_or(|i| i < DEENERGISED_A);
                 // Unlock only when de-energised.
-                if deenergised && gun.lock_written == Some(LockCommand::Lock) {
+                if self.deenergised(now) && gun.lock_written == Some(LockCommand::Lock) {
                     self.write_lock(LockCommand::Unlock);
                     if let Some(g) = self.gun_mut() {
                         g.lock_written = Some(LockCommand::Unlock);
@@ -729,6 +794,7 @@ impl SegmentController {
                         g.decision = None;
                         g.identity = None;
                         g.lock_written = None;
+                        g.preparing_since = None;
                     }
                     // The last session frame describes the EV that left; the next EV's
                     // session must not be judged by it.

@@ -187,6 +187,9 @@ pub enum StopReason {
     PilotFault(CpState),
     /// A fault stopped it.
     Fault(FaultCode),
+    /// Plugged in, but no accepted token within the connection timeout (OCPP 1.6 §9.1
+    /// ConnectionTimeOut); nothing was energised.
+    ConnectionTimeout,
 }
 
 /// An id token: what authorises a session.

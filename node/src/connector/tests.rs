@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use ringhub_proto::can::messages::{
-    AuthStatus, ChargeInfo, ConfigWrite, CpState, IsolationState, LockState, Meter, MeterSource,
-    PlcMessage, RelayCommand, RelayFeedback,
+    AuthStatus, ChargeInfo, ConfigWrite, CpState, IsolationState, LockCommand, LockState, Meter,
+    MeterSource, PlcMessage, RelayCommand, RelayFeedback,
 };
 use ringhub_proto::can::{CanMessage, PlcSlot};
 use ringhub_proto::config::{CabinetId, GunId, HubConfig};
@@ -14,6 +14,10 @@ use ringhub_proto::units::{Amps, Celsius, KilowattHours, Volts};
 use ringhub_sim::world::{Action, ActionReply, EvSpec, FaultKind, FaultSpec, World};
 
 use super::*;
+
+mod connection_timeout;
+mod remote_start;
+mod unlock;
 
 /// The controllers of cab-a (segments 0 and 1) wired to a simulated hub.
 struct Rig {
@@ -24,8 +28,21 @@ struct Rig {
     events: Vec<(u64, ConnectorEvent)>,
     /// Relay commands sent, with their time.
     relay_commands: Vec<(u64, RelayCommand)>,
+    /// Config writes sent, with what the world's gun looked like as they went out.
+    config_writes: Vec<ConfigSent>,
     /// How the "authorisation source" answers.
     answer: fn(&IdToken) -> AuthDecision,
+}
+
+/// A config write a controller sent, and the ground truth of its gun at that moment.
+struct ConfigSent {
+    ms: u64,
+    /// Index of the controller that sent it.
+    segment: usize,
+    write: ConfigWrite,
+    /// The gun contactor was closed onto the EV.
+    gun_energised: bool,
+    gun_current_a: f64,
 }
 
 fn setups(config: &HubConfig, auth: AuthPolicy) -> Vec<SegmentSetup> {
@@ -55,6 +72,7 @@ impl Rig {
             t0,
             events: Vec::new(),
             relay_commands: Vec::new(),
+            config_writes: Vec::new(),
             answer: accept_all,
         }
     }
@@ -95,6 +113,26 @@ impl Rig {
                 } = message
                 {
                     self.relay_commands.push((ms, command));
+                }
+                if let CanMessage::Plc {
+                    message: PlcMessage::ConfigWrite(write),
+                    ..
+                } = message
+                {
+                    let id = self.controllers[i].setup().gun.map(|g| g.id.0);
+                    let gun = self
+                        .world
+                        .state()
+                        .guns
+                        .into_iter()
+                        .find(|g| Some(g.id) == id);
+                    self.config_writes.push(ConfigSent {
+                        ms,
+                        segment: i,
+                        write,
+                        gun_energised: gun.as_ref().is_some_and(|g| g.energised),
+                        gun_current_a: gun.map_or(0.0, |g| g.current_a),
+                    });
                 }
                 self.world
                     .handle_frame(&self.cabinet, message.encode().unwrap());
@@ -555,6 +593,24 @@ impl Bench {
         std::iter::from_fn(|| self.controller.poll_event()).collect()
     }
 
+    /// Runs `ms` with the PLC repeating `frame` every 100 ms, as a live PLC does, so
+    /// it never counts as silent.
+    fn hold(&mut self, ms: u64, frame: PlcMessage) {
+        for _ in 0..ms / 100 {
+            self.feed(frame);
+            self.advance(100);
+        }
+    }
+
+    fn command(&mut self, command: Command) -> Result<(), CommandError> {
+        let now = self.now();
+        self.controller.handle_command(command, now)
+    }
+
+    fn gun(&self) -> GunSnapshot {
+        self.controller.snapshot(self.now()).gun.unwrap()
+    }
+
     fn advance(&mut self, ms: u64) {
         for _ in 0..ms / 10 {
             self.ms += 10;
@@ -577,6 +633,18 @@ fn info(cp: CpState, auth: AuthStatus, lock: LockState) -> PlcMessage {
         plc_fault: false,
         connector_temperature: Celsius(30.0),
     })
+}
+
+fn config_writes(sent: &[CanMessage]) -> Vec<ConfigWrite> {
+    sent.iter()
+        .filter_map(|m| match m {
+            CanMessage::Plc {
+                message: PlcMessage::ConfigWrite(w),
+                ..
+            } => Some(*w),
+            _ => None,
+        })
+        .collect()
 }
 
 fn relay_commands(sent: &[CanMessage]) -> Vec<RelayCommand> {
@@ -668,17 +736,7 @@ fn a_restarted_node_replays_a_pending_token_to_the_plc() {
     bench
         .controller
         .restore_token(token.clone(), None, bench.t0);
-    let writes: Vec<ConfigWrite> = bench
-        .sent()
-        .into_iter()
-        .filter_map(|m| match m {
-            CanMessage::Plc {
-                message: PlcMessage::ConfigWrite(w),
-                ..
-            } => Some(w),
-            _ => None,
-        })
-        .collect();
+    let writes = config_writes(&bench.sent());
     assert_eq!(writes, [ConfigWrite::AuthGranted(AuthStatus::Ongoing)]);
     assert!(bench.events().contains(&ConnectorEvent::Authorize {
         gun: GunId(0),
@@ -819,17 +877,7 @@ fn config_writes_go_out_in_the_order_they_were_made() {
     bench.sent();
     bench.controller.write_auth(AuthStatus::None);
     bench.controller.write_auth(AuthStatus::Accepted);
-    let writes: Vec<ConfigWrite> = bench
-        .sent()
-        .into_iter()
-        .filter_map(|m| match m {
-            CanMessage::Plc {
-                message: PlcMessage::ConfigWrite(w),
-                ..
-            } => Some(w),
-            _ => None,
-        })
-        .collect();
+    let writes = config_writes(&bench.sent());
     assert_eq!(
         writes,
         [

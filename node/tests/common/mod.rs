@@ -19,6 +19,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod csms;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -229,6 +231,42 @@ impl NodeProcess {
                     return;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Stops the node with SIGTERM, its clean shutdown path, and reaps it; fails unless it
+    /// exits successfully within [`REAP`] after the signal.
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(signalled.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + REAP;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(
+                        status.success(),
+                        "ringhub-node exited with {status}:\n{}",
+                        self.log_text()
+                    );
+                    return;
+                }
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "ringhub-node did not stop within {REAP:?} of SIGTERM:\n{}",
+                        self.log_text()
+                    );
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(error) => panic!("waiting for ringhub-node: {error}"),
             }
         }
     }
@@ -828,6 +866,11 @@ impl Rig {
     /// Kills the node with SIGKILL.
     pub fn kill_node(&mut self) {
         self.node.kill();
+    }
+
+    /// Stops the node cleanly (SIGTERM).
+    pub fn terminate_node(&mut self) {
+        self.node.terminate();
     }
 
     /// Starts the node again with the same data dir (fresh ports).

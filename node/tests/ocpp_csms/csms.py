@@ -6,6 +6,7 @@ ringhub puts on the wire.
 
     csms.py PORT [--accept TAG ...] [--password PASSWORD] [--tls CERT_PEM KEY_PEM]
             [--sample-interval SECONDS] [--refuse-at-start TAG ...]
+            [--first-transaction-id N]
 
 - listens on 127.0.0.1:PORT (0 picks a free port) and prints `{"listening": PORT}`;
 - requires the WebSocket subprotocol ocpp1.6; the charge point identity is the last
@@ -19,14 +20,26 @@ ringhub puts on the wire.
   when Authorize accepted them (a card blocked between the two);
 - answers BootNotification (Accepted, interval 300), Heartbeat, StatusNotification,
   Authorize (Accepted for the --accept tags, Invalid for others), StartTransaction
-  (transaction ids 1, 2, 3…, each logged as `{"event": "transaction", "cp",
-  "transactionId", "idTag"}`), StopTransaction and MeterValues;
+  (transaction ids N, N+1, … from --first-transaction-id, default 1, each logged as
+  `{"event": "transaction", "cp", "transactionId", "idTag"}`), StopTransaction and
+  MeterValues;
 - reads commands from stdin, one a line, and sends each as a CALL to every connected
-  charge point: `remote_stop TXID` (RemoteStopTransaction) and `change_availability
-  CONNECTOR Operative|Inoperative` (ChangeAvailability); the answer, schema-checked by
-  the `ocpp` package, is logged as `{"event": "response", "cp", "action", "request",
-  "status"}` (`status` null and `error` set when the call failed); an unknown command is
-  logged as `{"event": "bad_command", "line"}`;
+  charge point:
+    remote_stop TXID                              RemoteStopTransaction
+    change_availability CONNECTOR Operative|Inoperative
+    remote_start CONNECTOR|- TAG                  RemoteStartTransaction (- : no connector)
+    reset Soft|Hard                               Reset
+    unlock CONNECTOR                              UnlockConnector
+    send_local_list VERSION Full|Differential [TAG=STATUS|TAG=- ...]   SendLocalList
+    get_local_list_version                        GetLocalListVersion
+    clear_cache                                   ClearCache
+    change_configuration KEY VALUE                ChangeConfiguration
+    get_configuration [KEY ...]                   GetConfiguration
+    trigger MESSAGE [CONNECTOR]                   TriggerMessage
+  the answer, schema-checked by the `ocpp` package, is logged as `{"event": "response",
+  "cp", "action", "request", "status", "result"}` (`status` null and `error` set when the
+  call failed; `result` is the whole answer); an unknown command is logged as
+  `{"event": "bad_command", "line"}`;
 - prints one JSON line per event on stdout, each with `t`, the receive time in Unix
   seconds: `{"event": "connected", ...}`, `{"event": "received", "cp", "type", "id",
   "action", "payload", "valid", "error"}` (`valid` is the schema check of a CALL, null
@@ -36,6 +49,7 @@ ringhub puts on the wire.
 import argparse
 import asyncio
 import base64
+import dataclasses
 import http
 import itertools
 import json
@@ -50,8 +64,16 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, unpack, validate_payload
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, AuthorizationStatus, AvailabilityType, RegistrationStatus
+from ocpp.v16.datatypes import AuthorizationData, IdTagInfo
+from ocpp.v16.enums import (
+    Action,
+    AuthorizationStatus,
+    AvailabilityType,
+    MessageTrigger,
+    RegistrationStatus,
+    ResetType,
+    UpdateType,
+)
 
 SUBPROTOCOL = "ocpp1.6"
 
@@ -153,15 +175,52 @@ class Csms(ChargePoint):
         return call_result.MeterValues()
 
 
+def local_list_entry(word):
+    """`TAG=STATUS` as AuthorizationData; `TAG=-` (no idTagInfo) removes TAG."""
+    tag, status = word.split("=", 1)
+    if status == "-":
+        return AuthorizationData(id_tag=tag)
+    return AuthorizationData(id_tag=tag, id_tag_info=IdTagInfo(status=AuthorizationStatus(status)))
+
+
 def parse_command(line):
     """The CALL a stdin command line asks for, or None."""
     words = line.split()
+    if not words:
+        return None
+    name, args = words[0], words[1:]
     try:
-        if len(words) == 2 and words[0] == "remote_stop":
-            return call.RemoteStopTransaction(transaction_id=int(words[1]))
-        if len(words) == 3 and words[0] == "change_availability":
+        if name == "remote_stop" and len(args) == 1:
+            return call.RemoteStopTransaction(transaction_id=int(args[0]))
+        if name == "change_availability" and len(args) == 2:
             return call.ChangeAvailability(
-                connector_id=int(words[1]), type=AvailabilityType(words[2])
+                connector_id=int(args[0]), type=AvailabilityType(args[1])
+            )
+        if name == "remote_start" and len(args) == 2:
+            connector = None if args[0] == "-" else int(args[0])
+            return call.RemoteStartTransaction(id_tag=args[1], connector_id=connector)
+        if name == "reset" and len(args) == 1:
+            return call.Reset(type=ResetType(args[0]))
+        if name == "unlock" and len(args) == 1:
+            return call.UnlockConnector(connector_id=int(args[0]))
+        if name == "send_local_list" and len(args) >= 2:
+            return call.SendLocalList(
+                list_version=int(args[0]),
+                update_type=UpdateType(args[1]),
+                local_authorization_list=[local_list_entry(w) for w in args[2:]],
+            )
+        if name == "get_local_list_version" and not args:
+            return call.GetLocalListVersion()
+        if name == "clear_cache" and not args:
+            return call.ClearCache()
+        if name == "change_configuration" and len(args) == 2:
+            return call.ChangeConfiguration(key=args[0], value=args[1])
+        if name == "get_configuration":
+            return call.GetConfiguration(key=args or None)
+        if name == "trigger" and len(args) in (1, 2):
+            connector = int(args[1]) if len(args) == 2 else None
+            return call.TriggerMessage(
+                requested_message=MessageTrigger(args[0]), connector_id=connector
             )
     except ValueError:
         return None
@@ -171,13 +230,20 @@ def parse_command(line):
 async def send_command(session, request):
     """Sends one CALL to a charge point and logs its answer."""
     action = type(request).__name__
-    fields = {"cp": session.id, "action": action, "request": request.__dict__}
+    fields = {"cp": session.id, "action": action, "request": dataclasses.asdict(request)}
     try:
         result = await session.call(request)
     except Exception as e:  # a CALLERROR, a timeout or a schema failure: logged
         log("response", status=None, error=repr(e), **fields)
     else:
-        log("response", status=str(result.status), error=None, **fields)
+        status = getattr(result, "status", None)
+        log(
+            "response",
+            status=None if status is None else str(status),
+            result=dataclasses.asdict(result),
+            error=None,
+            **fields,
+        )
 
 
 async def read_commands(sessions):
@@ -224,10 +290,13 @@ async def main():
         "--refuse-at-start", nargs="*", default=[], help="idTags to refuse at StartTransaction"
     )
     parser.add_argument("--tls", nargs=2, metavar=("CERT_PEM", "KEY_PEM"), help="serve wss://")
+    parser.add_argument(
+        "--first-transaction-id", type=int, default=1, help="the first transactionId given"
+    )
     args = parser.parse_args()
 
     accepted_tags = set(args.accept)
-    transaction_ids = itertools.count(1)
+    transaction_ids = itertools.count(args.first_transaction_id)
     # The connected charge points, by identity, for the stdin commands.
     sessions = {}
 

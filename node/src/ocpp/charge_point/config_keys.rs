@@ -5,12 +5,12 @@
 //! Each key has a type and, for integers, a range; a value is checked against both before
 //! it is taken. Readonly keys are listed with `readonly: true` and refuse changes
 //! (Rejected); unknown keys are NotSupported; a value of the wrong type or out of range is
-//! Rejected. Keys are matched without regard to ASCII case, as CiString50 is. The table
-//! lives in memory only; persisting it is the next step (issue 6, "Persistence").
+//! Rejected. Keys are matched without regard to ASCII case, as CiString50 is. The core
+//! stores every accepted change in its journal before it answers, and applies the stored
+//! values when it starts again.
 
 use super::super::messages::central_system::{
-    ChangeConfigurationRequest, ConfigurationStatus, GetConfigurationRequest,
-    GetConfigurationResponse, KeyValue,
+    ConfigurationStatus, GetConfigurationRequest, GetConfigurationResponse, KeyValue,
 };
 use super::super::messages::meter::Measurand;
 use super::super::types::{CiString50, CiString500};
@@ -104,7 +104,7 @@ const KEYS: &[KeyDef] = &[
     rw(
         "MeterValuesSampledData",
         Kind::Measurands(MAX_MEASURANDS),
-        "Energy.Active.Import.Register,Power.Active.Import,SoC",
+        "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC",
     ),
     KeyDef {
         name: "MeterValuesSampledDataMaxLength",
@@ -233,36 +233,30 @@ impl ConfigKeys {
         self.get(key)?.parse().ok()
     }
 
-    /// Sets `key` to `value` after checking that it is writable and that the value fits
-    /// its type and range. Returns the key's canonical name.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<&'static str, ConfigError> {
+    /// Checks that `key` is writable and that `value` fits its type and range; returns
+    /// the key's canonical name and the value in its canonical form, changing nothing.
+    pub fn check(&self, key: &str, value: &str) -> Result<(&'static str, String), ConfigError> {
         let entry = self
-            .entries
-            .iter_mut()
-            .find(|e| e.def.name.eq_ignore_ascii_case(key))
+            .entry(key)
             .ok_or_else(|| ConfigError::UnknownKey(key.to_owned()))?;
         let name = entry.def.name;
         if entry.def.readonly {
             return Err(ConfigError::ReadOnly(name));
         }
-        let bad = || ConfigError::BadValue {
+        let value = normalise(entry.def.kind, value).ok_or_else(|| ConfigError::BadValue {
             key: name,
             value: value.to_owned(),
-        };
-        entry.value = normalise(entry.def.kind, value).ok_or_else(bad)?;
-        Ok(name)
+        })?;
+        Ok((name, value))
     }
 
-    /// Answers ChangeConfiguration; on Accepted the new value is in effect and its
-    /// canonical key name is returned alongside.
-    pub(super) fn change(
-        &mut self,
-        request: &ChangeConfigurationRequest,
-    ) -> (ConfigurationStatus, Option<&'static str>) {
-        match self.set(request.key.as_str(), request.value.as_str()) {
-            Ok(name) => (ConfigurationStatus::Accepted, Some(name)),
-            Err(e) => (e.status(), None),
+    /// Sets `key` to `value` after [`Self::check`]ing it. Returns the key's canonical name.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&'static str, ConfigError> {
+        let (name, value) = self.check(key, value)?;
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.def.name == name) {
+            entry.value = value;
         }
+        Ok(name)
     }
 
     /// Answers GetConfiguration: every key when none is named, else the named ones, with

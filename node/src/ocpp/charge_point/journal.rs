@@ -1,13 +1,18 @@
-//! The persistence seam for transaction-related messages (OCPP 1.6 §3.16 "Transaction-related
-//! messages", §4.7 "Offline behaviour", issue 6 "Persistence").
+//! The persistence seam of a charge point: everything it must not forget across a
+//! restart (OCPP 1.6 §3.16 "Transaction-related messages", §4.7 "Offline behaviour", issue
+//! 6 "Persistence").
 //!
 //! StartTransaction, StopTransaction and MeterValues with a transactionId are written to a
-//! [`Journal`] before they are sent and removed only when confirmed. The journal holds two
-//! tables, both changed only through [`Journal::write`], one atomic batch at a time:
+//! [`Journal`] before they are sent and removed only when confirmed. Beside them the
+//! journal keeps the configuration keys the CSMS changed and the connectors' availability.
+//! Everything is changed only through [`Journal::write`], one atomic batch at a time:
 //!
 //! ```text
 //!  transactions: LocalTxId ─► TxRecord { connector, transaction_id: Option<i32>, stopped }
 //!  messages:     Seq       ─► TxMessage::{Start | Stop | MeterValues} { local, request }
+//!  settings:     key       ─► value        (ChangeConfiguration, canonical key name)
+//!  availability: connector ─► operative    (ChangeAvailability; absent = operative)
+//!  auth:         the Local Authorization List and the Authorization Cache (AuthState)
 //! ```
 //!
 //! Each crash point recovers from what the batches left behind:
@@ -31,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::super::messages::charge_point::{
     MeterValuesRequest, StartTransactionRequest, StopTransactionRequest,
 };
+use super::authorization::{AuthChange, AuthState};
 
 /// The charge point's own id of a transaction, given when it starts: the provisional id
 /// until the CSMS's transactionId is known.
@@ -100,6 +106,22 @@ pub enum JournalWrite {
     PutMessage(Seq, TxMessage),
     /// Deletes a message.
     DeleteMessage(Seq),
+    /// Stores the value of a configuration key, by its canonical name.
+    PutSetting {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// Stores whether a connector (0: the whole charge point) is operative.
+    PutAvailability {
+        /// The connector.
+        connector: u32,
+        /// Operative (true) or Inoperative.
+        operative: bool,
+    },
+    /// Changes the Local Authorization List or the Authorization Cache.
+    Auth(AuthChange),
 }
 
 /// Everything a journal holds.
@@ -109,6 +131,12 @@ pub struct JournalState {
     pub transactions: BTreeMap<LocalTxId, TxRecord>,
     /// The unconfirmed messages, in sending order.
     pub messages: BTreeMap<Seq, TxMessage>,
+    /// The configuration keys the CSMS changed, by canonical name.
+    pub settings: BTreeMap<String, String>,
+    /// The connectors whose availability was changed, and whether they are operative.
+    pub availability: BTreeMap<u32, bool>,
+    /// The Local Authorization List and the Authorization Cache.
+    pub auth: AuthState,
 }
 
 impl JournalState {
@@ -127,6 +155,16 @@ impl JournalState {
             JournalWrite::DeleteMessage(seq) => {
                 self.messages.remove(&seq);
             }
+            JournalWrite::PutSetting { key, value } => {
+                self.settings.insert(key, value);
+            }
+            JournalWrite::PutAvailability {
+                connector,
+                operative,
+            } => {
+                self.availability.insert(connector, operative);
+            }
+            JournalWrite::Auth(change) => self.auth.apply(change),
         }
     }
 }
@@ -136,7 +174,7 @@ impl JournalState {
 #[error("transaction journal: {0}")]
 pub struct JournalError(pub String);
 
-/// Durable storage of transaction-related messages; see the module docs.
+/// Durable storage of a charge point's state; see the module docs.
 pub trait Journal {
     /// Everything stored, as left by the last completed write.
     fn load(&self) -> Result<JournalState, JournalError>;

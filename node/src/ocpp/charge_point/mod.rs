@@ -34,8 +34,12 @@
 //! - **CALLs from the CSMS** (OCPP-J 1.6 §4.2) are answered at once, not behind our
 //!   outstanding call: a malformed one with the CALLERROR [`Frame::parse`] or
 //!   [`Request::from_call`] names; GetConfiguration and ChangeConfiguration from the key
-//!   table ([`ConfigKeys`]); TriggerMessage for Heartbeat and StatusNotification here; the
-//!   rest become [`Event::Request`] with a typed [`Responder`] for [`ChargePoint::answer`].
+//!   table ([`ConfigKeys`]); SendLocalList, GetLocalListVersion and ClearCache from the
+//!   authorisation state (`authorization.rs`); TriggerMessage for BootNotification,
+//!   Heartbeat and StatusNotification here; the rest become [`Event::Request`] with a
+//!   typed [`Responder`] for [`ChargePoint::answer`].
+//! - **Authorize** (§3.5, §4.1): see [`ChargePoint::authorize`] and `authorization.rs`;
+//!   every decision comes as one [`Event::Authorized`].
 //! - **StatusNotification** (§4.9): see `status.rs` — sent on change, once the status
 //!   has lasted MinimumStatusDuration, the newest status winning.
 //! - **Transactions** (§3.16, §4.7, §4.8, §4.10): see `transactions.rs` and `journal.rs`.
@@ -54,6 +58,7 @@
 //! `currentTime` in the last BootNotification or Heartbeat confirmation, advanced by the
 //! injected `now`; before the first one, statuses carry no timestamp.
 
+mod authorization;
 mod config_keys;
 mod journal;
 mod outbox;
@@ -62,17 +67,20 @@ mod timer;
 mod transactions;
 
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use super::messages::central_system::{
-    ChangeAvailabilityRequest, ChangeConfigurationResponse, ClearCacheRequest,
-    GetLocalListVersionRequest, MessageTrigger, RemoteStartTransactionRequest,
-    RemoteStopTransactionRequest, ResetRequest, SendLocalListRequest, TriggerMessageRequest,
-    TriggerMessageResponse, TriggerMessageStatus, UnlockConnectorRequest,
+    AcceptedRejected, ChangeAvailabilityRequest, ChangeConfigurationResponse, ClearCacheResponse,
+    ConfigurationStatus, GetLocalListVersionResponse, MessageTrigger,
+    RemoteStartTransactionRequest, RemoteStopTransactionRequest, ResetRequest,
+    SendLocalListRequest, SendLocalListResponse, TriggerMessageRequest, TriggerMessageResponse,
+    TriggerMessageStatus, UnlockConnectorRequest, UpdateStatus,
 };
 use super::messages::charge_point::{
     AuthorizeRequest, BootNotificationRequest, ChargePointErrorCode, ChargePointStatus,
@@ -80,9 +88,15 @@ use super::messages::charge_point::{
     StartTransactionRequest, StopTransactionRequest,
 };
 use super::messages::meter::MeterValue;
-use super::messages::{IdTagInfo, OcppCall, Request, call_result};
+use super::messages::{AuthorizationStatus, IdTagInfo, OcppCall, Request, call_result};
 use super::rpc::{ErrorCode, Frame, MessageId, MessageIds, MessageType};
 use super::types::{CiString20, DateTime, PayloadError};
+pub use authorization::{
+    AuthChange, AuthKeys, AuthSource, AuthState, CacheEntry, LocalDecision, TagKey,
+};
+/// How many idTags the Authorization Cache keeps (no OCPP 1.6 key sets it).
+pub const AUTH_CACHE_CAPACITY: usize = 1_000;
+
 pub use config_keys::{ConfigError, ConfigKeys, HEARTBEAT_INTERVAL, MINIMUM_STATUS_DURATION};
 pub use journal::{
     Journal, JournalError, JournalState, JournalWrite, LocalTxId, MemoryJournal, Seq, TxMessage,
@@ -167,15 +181,8 @@ pub enum CsmsRequest {
         ChangeAvailabilityRequest,
         Responder<ChangeAvailabilityRequest>,
     ),
-    /// ClearCache.req (§5.4).
-    ClearCache(ClearCacheRequest, Responder<ClearCacheRequest>),
     /// DataTransfer.req (§5.5).
     DataTransfer(DataTransferRequest, Responder<DataTransferRequest>),
-    /// GetLocalListVersion.req (§5.9).
-    GetLocalListVersion(
-        GetLocalListVersionRequest,
-        Responder<GetLocalListVersionRequest>,
-    ),
     /// RemoteStartTransaction.req (§5.11).
     RemoteStartTransaction(
         RemoteStartTransactionRequest,
@@ -188,10 +195,8 @@ pub enum CsmsRequest {
     ),
     /// Reset.req (§5.14).
     Reset(ResetRequest, Responder<ResetRequest>),
-    /// SendLocalList.req (§5.15).
-    SendLocalList(SendLocalListRequest, Responder<SendLocalListRequest>),
-    /// TriggerMessage.req for a message other than Heartbeat and StatusNotification
-    /// (§5.17), which the core handles itself.
+    /// TriggerMessage.req for a message other than BootNotification, Heartbeat and
+    /// StatusNotification (§5.17), which the core handles itself.
     TriggerMessage(TriggerMessageRequest, Responder<TriggerMessageRequest>),
     /// UnlockConnector.req (§5.18).
     UnlockConnector(UnlockConnectorRequest, Responder<UnlockConnectorRequest>),
@@ -233,6 +238,17 @@ pub enum Event {
     },
     /// The journal failed to record a confirmation or a drop; memory went ahead.
     JournalFailed(JournalError),
+    /// The decision on one [`ChargePoint::authorize`]; exactly one comes for every call.
+    Authorized {
+        /// The idTag decided.
+        id_tag: CiString20,
+        /// It may charge.
+        accepted: bool,
+        /// What the deciding party said about it, if anything.
+        info: Option<IdTagInfo>,
+        /// Who decided.
+        authority: Authority,
+    },
     /// ChangeConfiguration changed a key (already in effect in the core).
     ConfigurationChanged {
         /// The key's canonical name.
@@ -240,6 +256,16 @@ pub enum Event {
         /// Its new value.
         value: String,
     },
+}
+
+/// Who decided an [`Event::Authorized`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// The CSMS, by Authorize.conf.
+    Csms,
+    /// The charge point itself, by the rule named (the CSMS was not asked, or could not
+    /// be reached).
+    Local(AuthSource),
 }
 
 /// The sans-IO core of one charge point connection; see the module docs.
@@ -317,9 +343,18 @@ impl ChargePoint {
         ids: Box<dyn MessageIds + Send>,
         transactions: Transactions,
     ) -> Self {
+        let mut keys = ConfigKeys::new(config.connectors);
+        let mut events = VecDeque::new();
+        for (key, value) in &transactions.state().settings {
+            if let Err(refused) = keys.set(key, value) {
+                events.push_back(Event::JournalFailed(JournalError(format!(
+                    "stored configuration {key}={value:?} not applied: {refused}"
+                ))));
+            }
+        }
         Self {
             transactions,
-            keys: ConfigKeys::new(config.connectors),
+            keys,
             statuses: Statuses::new(config.connectors),
             config,
             ids,
@@ -331,7 +366,7 @@ impl ChargePoint {
             timers: TimerTable::default(),
             clock: None,
             transmit: VecDeque::new(),
-            events: VecDeque::new(),
+            events,
             unknown_responses: 0,
             rejected_frames: 0,
         }
@@ -368,6 +403,34 @@ impl ChargePoint {
     /// The journal of transaction-related messages.
     pub fn journal(&self) -> &dyn Journal {
         self.transactions.journal()
+    }
+
+    /// The Local Authorization List and the Authorization Cache.
+    pub fn auth(&self) -> &AuthState {
+        &self.transactions.state().auth
+    }
+
+    /// The availability the CSMS gave connectors (0: the charge point), as stored by
+    /// [`Self::store_availability`]; a connector not listed is operative.
+    pub fn stored_availability(&self) -> &BTreeMap<u32, bool> {
+        &self.transactions.state().availability
+    }
+
+    /// Stores, durably and all together, whether `connectors` are operative, so that they
+    /// stay so across a restart (ChangeAvailability, §5.2: "persistent across reboots").
+    pub fn store_availability(
+        &mut self,
+        connectors: &[u32],
+        operative: bool,
+    ) -> Result<(), JournalError> {
+        let changes = connectors
+            .iter()
+            .map(|&connector| JournalWrite::PutAvailability {
+                connector,
+                operative,
+            })
+            .collect();
+        self.transactions.write(changes)
     }
 
     /// How many CALLRESULTs and CALLERRORs answered no call in flight.
@@ -425,10 +488,13 @@ impl ChargePoint {
             .chain(self.outbox.queue.drain(..))
             .collect();
         for request in dropped {
-            self.events.push_back(Event::Answered {
-                request,
-                outcome: Err(CallFailure::NotConnected),
-            });
+            match request {
+                OutgoingCall::Authorize(r) => self.authorize_offline(&r.id_tag, Instant::now()),
+                request => self.events.push_back(Event::Answered {
+                    request,
+                    outcome: Err(CallFailure::NotConnected),
+                }),
+            }
         }
     }
 
@@ -503,10 +569,23 @@ impl ChargePoint {
 
     // ---- commands ----
 
-    /// Asks the CSMS whether `id_tag` may charge (§4.1); the answer comes as
-    /// [`Event::Answered`]. While disconnected it fails at once.
+    /// Decides whether `id_tag` may charge (§4.1, §3.5): the decision comes as one
+    /// [`Event::Authorized`]. Online (registered, or booting), the Local Authorization List
+    /// and the cache decide at once under LocalPreAuthorize, else Authorize.req goes to the
+    /// CSMS; offline, or when the CSMS cannot answer (not connected, response timeout,
+    /// CALLERROR), the offline rules decide (LocalAuthorizeOffline,
+    /// AllowOfflineTxForUnknownId). Every IdTagInfo the CSMS gives updates the cache.
     pub fn authorize(&mut self, id_tag: CiString20, now: Instant) {
-        self.enqueue(OutgoingCall::Authorize(AuthorizeRequest { id_tag }), now);
+        let online = matches!(
+            self.registration,
+            Registration::Accepted | Registration::Booting
+        );
+        if !self.decide_locally(&id_tag, online, now) {
+            self.outbox
+                .queue
+                .push_back(OutgoingCall::Authorize(AuthorizeRequest { id_tag }));
+            self.pump(now);
+        }
     }
 
     /// Sends vendor-specific data (§4.3); the answer comes as [`Event::Answered`].
@@ -713,20 +792,17 @@ impl ChargePoint {
                 return;
             }
             Request::ChangeConfiguration(r) => {
-                let (status, changed) = self.keys.change(&r);
+                let status = self.change_configuration(r.key.as_str(), r.value.as_str());
                 let response = ChangeConfigurationResponse { status };
                 self.transmit.push_back(call_result(id, &response).encode());
-                if let Some(key) = changed {
-                    let value = self.keys.get(key).unwrap_or_default().to_owned();
-                    self.events
-                        .push_back(Event::ConfigurationChanged { key, value });
-                }
                 return;
             }
             Request::TriggerMessage(r)
                 if matches!(
                     r.requested_message,
-                    MessageTrigger::Heartbeat | MessageTrigger::StatusNotification
+                    MessageTrigger::BootNotification
+                        | MessageTrigger::Heartbeat
+                        | MessageTrigger::StatusNotification
                 ) =>
             {
                 let status = self.trigger(&r);
@@ -737,10 +813,18 @@ impl ChargePoint {
             Request::ChangeAvailability(r) => {
                 CsmsRequest::ChangeAvailability(r, responder(&id, epoch))
             }
-            Request::ClearCache(r) => CsmsRequest::ClearCache(r, responder(&id, epoch)),
+            Request::ClearCache(_) => {
+                let status = self.clear_cache();
+                self.transmit
+                    .push_back(call_result(id, &ClearCacheResponse { status }).encode());
+                return;
+            }
             Request::DataTransfer(r) => CsmsRequest::DataTransfer(r, responder(&id, epoch)),
-            Request::GetLocalListVersion(r) => {
-                CsmsRequest::GetLocalListVersion(r, responder(&id, epoch))
+            Request::GetLocalListVersion(_) => {
+                let list_version = self.auth().list_version(self.auth_keys());
+                let response = GetLocalListVersionResponse { list_version };
+                self.transmit.push_back(call_result(id, &response).encode());
+                return;
             }
             Request::RemoteStartTransaction(r) => {
                 CsmsRequest::RemoteStartTransaction(r, responder(&id, epoch))
@@ -749,14 +833,151 @@ impl ChargePoint {
                 CsmsRequest::RemoteStopTransaction(r, responder(&id, epoch))
             }
             Request::Reset(r) => CsmsRequest::Reset(r, responder(&id, epoch)),
-            Request::SendLocalList(r) => CsmsRequest::SendLocalList(r, responder(&id, epoch)),
+            Request::SendLocalList(r) => {
+                let status = self.send_local_list(&r);
+                self.transmit
+                    .push_back(call_result(id, &SendLocalListResponse { status }).encode());
+                return;
+            }
             Request::TriggerMessage(r) => CsmsRequest::TriggerMessage(r, responder(&id, epoch)),
             Request::UnlockConnector(r) => CsmsRequest::UnlockConnector(r, responder(&id, epoch)),
         };
         self.events.push_back(Event::Request(request));
     }
 
-    /// Queues what a TriggerMessage for Heartbeat or StatusNotification asks for (§5.17):
+    /// The configuration keys authorisation follows.
+    fn auth_keys(&self) -> AuthKeys {
+        let flag = |key| self.keys.bool(key).unwrap_or(false);
+        let count = |key| {
+            self.keys
+                .int(key)
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0)
+        };
+        AuthKeys {
+            local_auth_list_enabled: flag("LocalAuthListEnabled"),
+            authorization_cache_enabled: flag("AuthorizationCacheEnabled"),
+            local_pre_authorize: flag("LocalPreAuthorize"),
+            local_authorize_offline: flag("LocalAuthorizeOffline"),
+            allow_offline_tx_for_unknown_id: flag("AllowOfflineTxForUnknownId"),
+            local_auth_list_max_length: count("LocalAuthListMaxLength"),
+            send_local_list_max_length: count("SendLocalListMaxLength"),
+            cache_capacity: AUTH_CACHE_CAPACITY,
+        }
+    }
+
+    /// Runs `change` on a copy of the authorisation state and stores the changes it made;
+    /// the live state takes them only once they are stored.
+    fn change_auth<T>(
+        &mut self,
+        change: impl FnOnce(&mut AuthState, AuthKeys) -> (T, Vec<AuthChange>),
+    ) -> Result<T, JournalError> {
+        let mut next = self.auth().clone();
+        let (result, changes) = change(&mut next, self.auth_keys());
+        if !changes.is_empty() {
+            self.transactions
+                .write(changes.into_iter().map(JournalWrite::Auth).collect())?;
+        }
+        Ok(result)
+    }
+
+    /// Decides `id_tag` from the list and the cache if the rules allow; false when the
+    /// CSMS must be asked.
+    fn decide_locally(&mut self, id_tag: &CiString20, online: bool, now: Instant) -> bool {
+        let wall = self.wall_clock(now);
+        let decision = self
+            .auth()
+            .decide(id_tag, online, wall.as_ref(), self.auth_keys());
+        let (accepted, info, source) = match decision {
+            LocalDecision::AskCsms => return false,
+            LocalDecision::Accepted { info, source } => (true, Some(info), source),
+            LocalDecision::Rejected { info, source } => (false, info, source),
+        };
+        if accepted && source == AuthSource::Cache {
+            let touched =
+                self.change_auth(|auth, _| ((), auth.touch(id_tag).into_iter().collect()));
+            if let Err(error) = touched {
+                self.events.push_back(Event::JournalFailed(error));
+            }
+        }
+        self.events.push_back(Event::Authorized {
+            id_tag: id_tag.clone(),
+            accepted,
+            info,
+            authority: Authority::Local(source),
+        });
+        true
+    }
+
+    /// The CSMS could not decide `id_tag`: the offline rules do.
+    fn authorize_offline(&mut self, id_tag: &CiString20, now: Instant) {
+        if !self.decide_locally(id_tag, false, now) {
+            // Offline, every idTag gets a local decision; refuse if that ever changes.
+            self.events.push_back(Event::Authorized {
+                id_tag: id_tag.clone(),
+                accepted: false,
+                info: None,
+                authority: Authority::Local(AuthSource::Offline),
+            });
+        }
+    }
+
+    /// Stores what the CSMS said about `id_tag` in the cache (§3.5.2).
+    fn record_id_tag(&mut self, id_tag: &CiString20, info: &IdTagInfo, now: Instant) {
+        let wall = self.wall_clock(now);
+        let recorded =
+            self.change_auth(|auth, keys| ((), auth.record(id_tag, info, wall.as_ref(), keys)));
+        if let Err(error) = recorded {
+            self.events.push_back(Event::JournalFailed(error));
+        }
+    }
+
+    /// SendLocalList (§5.15): Failed when the journal cannot store the new list.
+    fn send_local_list(&mut self, request: &SendLocalListRequest) -> UpdateStatus {
+        match self.change_auth(|auth, keys| auth.send_local_list(request, keys)) {
+            Ok(status) => status,
+            Err(error) => {
+                self.events.push_back(Event::JournalFailed(error));
+                UpdateStatus::Failed
+            }
+        }
+    }
+
+    /// ClearCache (§5.4): Rejected when the journal cannot store the cleared cache.
+    fn clear_cache(&mut self) -> AcceptedRejected {
+        match self.change_auth(|auth, keys| auth.clear_cache(keys)) {
+            Ok(status) => status,
+            Err(error) => {
+                self.events.push_back(Event::JournalFailed(error));
+                AcceptedRejected::Rejected
+            }
+        }
+    }
+
+    /// ChangeConfiguration (§5.3): a value that fits is stored in the journal, then takes
+    /// effect; one the journal could not store is Rejected and changes nothing.
+    fn change_configuration(&mut self, key: &str, value: &str) -> ConfigurationStatus {
+        let (key, value) = match self.keys.check(key, value) {
+            Ok(checked) => checked,
+            Err(refused) => return refused.status(),
+        };
+        let stored = self.transactions.write(vec![JournalWrite::PutSetting {
+            key: key.to_owned(),
+            value: value.clone(),
+        }]);
+        if let Err(error) = stored {
+            self.events.push_back(Event::JournalFailed(error));
+            return ConfigurationStatus::Rejected;
+        }
+        // `check` passed, so `set` does.
+        let _ = self.keys.set(key, &value);
+        self.events
+            .push_back(Event::ConfigurationChanged { key, value });
+        ConfigurationStatus::Accepted
+    }
+
+    /// Queues what a TriggerMessage for BootNotification, Heartbeat or StatusNotification
+    /// asks for (§5.17):
     /// Accepted while Pending or Accepted (triggered messages are the ones a Pending charge
     /// point may send, §4.2), Rejected otherwise or for a connector that does not exist.
     fn trigger(&mut self, request: &TriggerMessageRequest) -> TriggerMessageStatus {
@@ -768,7 +989,10 @@ impl ChargePoint {
         if !may_send || !connector_ok {
             return TriggerMessageStatus::Rejected;
         }
-        if request.requested_message == MessageTrigger::Heartbeat {
+        if request.requested_message == MessageTrigger::BootNotification {
+            self.triggered
+                .push_back(OutgoingCall::BootNotification(self.config.boot.clone()));
+        } else if request.requested_message == MessageTrigger::Heartbeat {
             if !self.has_heartbeat() {
                 self.triggered
                     .push_back(OutgoingCall::Heartbeat(HeartbeatRequest {}));
@@ -810,6 +1034,26 @@ impl ChargePoint {
     ) {
         self.timers.stop(Timer::Response);
         let InFlight { call, journal, .. } = in_flight;
+        if let (OutgoingCall::StartTransaction(request), Ok(Confirmation::StartTransaction(conf))) =
+            (&call, &outcome)
+        {
+            self.record_id_tag(&request.id_tag, &conf.id_tag_info, now);
+        }
+        if let OutgoingCall::Authorize(request) = &call {
+            match outcome {
+                Ok(Confirmation::Authorize(conf)) => {
+                    self.record_id_tag(&request.id_tag, &conf.id_tag_info, now);
+                    self.events.push_back(Event::Authorized {
+                        id_tag: request.id_tag.clone(),
+                        accepted: conf.id_tag_info.status == AuthorizationStatus::Accepted,
+                        info: Some(conf.id_tag_info),
+                        authority: Authority::Csms,
+                    });
+                }
+                _ => self.authorize_offline(&request.id_tag, now),
+            }
+            return;
+        }
         if let Some(seq) = journal {
             let retry = (
                 self.transaction_attempts(),
@@ -837,10 +1081,12 @@ impl ChargePoint {
                     RegistrationStatus::Pending => {
                         self.registration = Registration::Pending;
                         self.retry_boot(retry, now);
+                        self.decide_queued_offline(now);
                     }
                     RegistrationStatus::Rejected => {
                         self.registration = Registration::Rejected;
                         self.retry_boot(retry, now);
+                        self.decide_queued_offline(now);
                     }
                 }
             }
@@ -852,6 +1098,22 @@ impl ChargePoint {
             request: call,
             outcome,
         });
+    }
+
+    /// Not registered after all: the Authorize calls waiting for registration get the
+    /// offline decision now rather than an answer much later.
+    fn decide_queued_offline(&mut self, now: Instant) {
+        let (waiting, rest): (VecDeque<_>, VecDeque<_>) = self
+            .outbox
+            .queue
+            .drain(..)
+            .partition(|call| matches!(call, OutgoingCall::Authorize(_)));
+        self.outbox.queue = rest;
+        for call in waiting {
+            if let OutgoingCall::Authorize(request) = call {
+                self.authorize_offline(&request.id_tag, now);
+            }
+        }
     }
 
     /// Schedules the next BootNotification after `interval`, or after the configured

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::ocpp::messages::central_system::{AcceptedRejected, RemoteStartTransactionResponse};
-use crate::ocpp::messages::charge_point::{AuthorizeResponse, DataTransferStatus};
+use crate::ocpp::messages::charge_point::DataTransferStatus;
 use crate::ocpp::rpc::SequentialIds;
 use crate::ocpp::types::CiString50;
 
@@ -143,8 +143,8 @@ fn boot_notification_goes_first_and_alone_until_accepted() {
     ));
     assert!(matches!(
         &events[1],
-        Event::Answered { request: OutgoingCall::Authorize(r), outcome: Ok(Confirmation::Authorize(AuthorizeResponse { id_tag_info })) }
-            if r.id_tag.as_str() == "04E91C5A" && id_tag_info.status == crate::ocpp::messages::AuthorizationStatus::Accepted
+        Event::Authorized { id_tag, accepted: true, info: Some(info), authority: Authority::Csms }
+            if id_tag.as_str() == "04E91C5A" && info.status == crate::ocpp::messages::AuthorizationStatus::Accepted
     ));
 }
 
@@ -157,8 +157,17 @@ fn pending_retries_after_the_interval_and_answers_csms_calls() {
     reply(&mut cp, &boot, boot_conf("Pending", 10), t0);
     assert_eq!(cp.registration(), Registration::Pending);
     assert_eq!(cp.poll_timeout(), Some(t0 + s(10)));
-    // The CSMS may talk while Pending; our Authorize waits.
+    // The CSMS may talk while Pending; an Authorize cannot go out, so the offline rules
+    // decide it at once (an unknown idTag: refused).
     cp.authorize(tag("A"), t0 + s(1));
+    assert!(matches!(
+        events(&mut cp).last(),
+        Some(Event::Authorized {
+            accepted: false,
+            authority: Authority::Local(AuthSource::OfflineUnknown),
+            ..
+        })
+    ));
     csms_call(
         &mut cp,
         "c1",
@@ -179,7 +188,10 @@ fn pending_retries_after_the_interval_and_answers_csms_calls() {
         ("BootNotification", &json!("0-1"))
     );
     reply(&mut cp, &again, boot_conf("Accepted", 300), t0 + s(11));
-    assert_eq!(action(&one(&mut cp)), "Authorize");
+    assert!(
+        sent(&mut cp).is_empty(),
+        "the Authorize was decided, not kept"
+    );
 }
 
 #[test]
@@ -343,6 +355,135 @@ fn change_configuration_checks_keys_types_and_ranges() {
     );
 }
 
+/// A journal whose writes fail from the moment `fail` is set.
+struct FailingJournal {
+    inner: MemoryJournal,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Journal for FailingJournal {
+    fn load(&self) -> Result<JournalState, JournalError> {
+        self.inner.load()
+    }
+
+    fn write(&mut self, changes: Vec<JournalWrite>) -> Result<(), JournalError> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(JournalError("disk full".into()));
+        }
+        self.inner.write(changes)
+    }
+}
+
+#[test]
+fn configuration_changes_are_stored_and_survive_a_restart() {
+    let mut cp = charge_point();
+    let t0 = Instant::now();
+    registered(&mut cp, t0, 300);
+    for (i, (key, value)) in [
+        ("meterValueSampleInterval", "15"),
+        ("LocalPreAuthorize", "True"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        csms_call(
+            &mut cp,
+            &format!("c{i}"),
+            "ChangeConfiguration",
+            json!({"key": key, "value": value}),
+            t0,
+        );
+        assert_eq!(one(&mut cp)[2], json!({"status": "Accepted"}));
+    }
+    // Stored under the canonical name, in canonical form.
+    let stored = cp.journal().load().unwrap().settings;
+    assert_eq!(stored["MeterValueSampleInterval"], "15");
+    assert_eq!(stored["LocalPreAuthorize"], "true");
+    let restarted = ChargePoint::with_journal(
+        config(),
+        Box::new(SequentialIds::new(1)),
+        Box::new(MemoryJournal::new(cp.journal().load().unwrap())),
+    )
+    .unwrap();
+    assert_eq!(
+        restarted.configuration().int("MeterValueSampleInterval"),
+        Some(15)
+    );
+    assert_eq!(
+        restarted.configuration().bool("LocalPreAuthorize"),
+        Some(true)
+    );
+}
+
+#[test]
+fn a_stored_value_that_no_longer_fits_is_reported_not_applied() {
+    let mut state = JournalState::default();
+    state
+        .settings
+        .insert("HeartbeatInterval".into(), "999999".into());
+    state
+        .settings
+        .insert("NumberOfConnectors".into(), "9".into());
+    let mut cp = ChargePoint::with_journal(
+        config(),
+        Box::new(SequentialIds::new(1)),
+        Box::new(MemoryJournal::new(state)),
+    )
+    .unwrap();
+    assert_eq!(cp.configuration().int(HEARTBEAT_INTERVAL), Some(300));
+    assert_eq!(cp.configuration().get("NumberOfConnectors"), Some("2"));
+    let reported: Vec<String> = events(&mut cp)
+        .into_iter()
+        .map(|e| match e {
+            Event::JournalFailed(error) => error.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert!(
+        reported[0].contains("HeartbeatInterval=\"999999\""),
+        "{reported:?}"
+    );
+}
+
+#[test]
+fn a_change_the_journal_cannot_store_is_rejected_and_not_applied() {
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let journal = FailingJournal {
+        inner: MemoryJournal::default(),
+        fail: fail.clone(),
+    };
+    let mut cp =
+        ChargePoint::with_journal(config(), Box::new(SequentialIds::new(0)), Box::new(journal))
+            .unwrap();
+    let t0 = Instant::now();
+    registered(&mut cp, t0, 300);
+    fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    csms_call(
+        &mut cp,
+        "c1",
+        "ChangeConfiguration",
+        json!({"key": "HeartbeatInterval", "value": "20"}),
+        t0,
+    );
+    assert_eq!(one(&mut cp), json!([3, "c1", {"status": "Rejected"}]));
+    assert_eq!(cp.configuration().int(HEARTBEAT_INTERVAL), Some(300));
+    assert!(matches!(
+        events(&mut cp).last(),
+        Some(Event::JournalFailed(_))
+    ));
+    assert!(cp.store_availability(&[0, 1, 2], false).is_err());
+    assert!(cp.stored_availability().is_empty());
+    fail.store(false, std::sync::atomic::Ordering::Relaxed);
+    cp.store_availability(&[0, 1, 2], false).unwrap();
+    cp.store_availability(&[0, 2], true).unwrap();
+    assert_eq!(
+        cp.stored_availability().iter().collect::<Vec<_>>(),
+        [(&0, &true), (&1, &false), (&2, &true)]
+    );
+    assert_eq!(cp.journal().load().unwrap().availability.len(), 3);
+}
+
 #[test]
 fn get_configuration_lists_every_core_key_and_names_unknown_ones() {
     let mut cp = charge_point();
@@ -426,10 +567,11 @@ fn one_call_at_a_time_and_unknown_answers_are_counted() {
     );
     let second = one(&mut cp);
     assert_eq!(second[3]["idTag"], "B");
+    // The CSMS could not decide: the offline rules did.
     assert!(matches!(
         events(&mut cp).as_slice(),
-        [Event::Answered { request: OutgoingCall::Authorize(r), outcome: Err(CallFailure::CallError { code: ErrorCode::InternalError, description }) }]
-            if r.id_tag.as_str() == "A" && description == "db down"
+        [Event::Authorized { id_tag, accepted: false, authority: Authority::Local(AuthSource::OfflineUnknown), .. }]
+            if id_tag.as_str() == "A"
     ));
     // A late answer to the first is unknown now.
     reply(
@@ -476,15 +618,18 @@ fn bad_confirmations_fail_the_call() {
     let mut cp = charge_point();
     let t0 = Instant::now();
     registered(&mut cp, t0, 3_600);
-    cp.authorize(tag("A"), t0);
-    cp.authorize(tag("B"), t0);
+    for _ in 0..2 {
+        cp.data_transfer(
+            DataTransferRequest {
+                vendor_id: crate::ocpp::types::CiString255::new("ringhub").unwrap(),
+                message_id: None,
+                data: None,
+            },
+            t0,
+        );
+    }
     let first = one(&mut cp);
-    reply(
-        &mut cp,
-        &first,
-        json!({"idTagInfo": {"status": "Maybe"}}),
-        t0,
-    );
+    reply(&mut cp, &first, json!({"status": "Maybe"}), t0);
     let second = one(&mut cp);
     // A CALLRESULT too broken to parse, but with the id of the call in flight.
     cp.handle_text(&format!(r#"[3,{}]"#, second[1]), t0);
@@ -627,19 +772,29 @@ fn disconnect_fails_pending_calls_and_reconnect_boots_again() {
     cp.handle_disconnected();
     assert_eq!(cp.registration(), Registration::Disconnected);
     assert_eq!(cp.poll_timeout(), None);
+    // The Authorize calls cut by the disconnect get the offline decision.
     let failed: Vec<_> = events(&mut cp)
         .into_iter()
         .map(|e| match e {
-            Event::Answered {
-                request: OutgoingCall::Authorize(r),
-                outcome: Err(CallFailure::NotConnected),
-            } => r.id_tag,
+            Event::Authorized {
+                id_tag,
+                accepted: false,
+                authority: Authority::Local(_),
+                ..
+            } => id_tag,
             other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(failed, [tag("A"), tag("B")]);
     // While down, calls fail at once and frames are ignored.
-    cp.authorize(tag("C"), t0 + s(1));
+    cp.data_transfer(
+        DataTransferRequest {
+            vendor_id: crate::ocpp::types::CiString255::new("ringhub").unwrap(),
+            message_id: None,
+            data: None,
+        },
+        t0 + s(1),
+    );
     assert!(matches!(
         events(&mut cp).as_slice(),
         [Event::Answered {

@@ -6,7 +6,8 @@
 //!  control task ──DriverCommand (mpsc)──► driver task (per dispenser) ──text──► CSMS
 //!       │ ▲ Status, Authorize,             ChargePoint + Reconnector ◄─text───
 //!       │ │ StartTransaction, StopTransaction    │
-//!       │ └─── DriverReport (mpsc) ◄─────────────┘  Authorize decisions, stop requests
+//!       │ └─── DriverReport (mpsc) ◄─────────────┘  Authorize decisions, stop requests,
+//!       │                                            remote starts, unlocks, availability
 //!       └───── gun readings (watch, every snapshot hand-over) ──► MeterValues samples
 //! ```
 //!
@@ -23,10 +24,12 @@
 //!   ChargePointStatus, on the gun's connector id. Faulted carries the
 //!   ChargePointErrorCode of the node's fault (§7.6), its code as `vendorErrorCode` and
 //!   its subject as `info`.
-//! - **Authorize** (§4.1): IdTagInfo Accepted accepts; every other status rejects. When
-//!   the CSMS cannot be asked (not connected, or no answer within the response timeout)
-//!   the token is accepted only if LocalAuthorizeOffline is true and the cabinet's local
-//!   list holds it (§3.4.4 "Local Authorization List").
+//! - **Authorize** (§4.1, §3.5): the core decides, from the CSMS's answer or, by the
+//!   configuration keys, from the Local Authorization List the CSMS sent, the
+//!   Authorization Cache and the offline rules (see [`ChargePoint::authorize`]); the
+//!   driver hands each decision to the guns that asked about the idTag. The cabinet's
+//!   `local_auth_list` of the hub config is not an OCPP list: it serves `--auth local`
+//!   and the guns of dispensers without a CSMS.
 //! - **Transactions** (§4.8, §4.10): a session that starts (energy flows) starts a
 //!   transaction on the gun's connector with the session's id tag and the trusted meter's
 //!   register in Wh as meterStart; the control task picks the id tag (the token's; for a
@@ -34,34 +37,36 @@
 //!   Timestamps are the CSMS's clock as the core tracks it, or this machine's clock
 //!   before the CSMS has told its time. The end of the session stops it at once with
 //!   meterStop = meterStart + the session's energy in Wh and the reason of
-//!   [`stop_reason`]. A StartTransaction.conf whose idTagInfo is not Accepted makes the
-//!   driver ask the control task to stop the session ([`DriverReport::StopSession`]), and
-//!   that transaction's Stop carries DeAuthorized.
-//! - **MeterValues** (§4.7): while a transaction runs, every MeterValueSampleInterval
-//!   seconds (read at every sample, so a change takes effect at once; 0 turns sampling
-//!   off), the connector's latest reading goes out as one MeterValue with context
-//!   Sample.Periodic: Energy.Active.Import.Register (Wh), Power.Active.Import (W, the
-//!   trusted meter's voltage × current), Current.Import (A), Voltage (V), and SoC (%,
-//!   location EV) when the EV told it. OCPP 1.6 SampledValue has no field for the
-//!   instrument, so the meter the node trusted is given by `location`: **Outlet** for the
-//!   PLC's calibrated meter in the dispenser, **Body** for the cabinet's DC shunt. No
-//!   sample is sent while the node trusts no meter.
-//! - **Persistence** (issue 6): the charge point of the cabinet's first dispenser with a
-//!   CSMS URL keeps its transaction journal in the node's redb store ([`RedbJournal`]).
-//!   The journal's keys are not per identity, so a second dispenser of the same cabinet
-//!   gets an in-memory journal (logged); the demo has one dispenser per cabinet. A
-//!   journal write is one durable redb transaction (an fsync, milliseconds on a disk):
-//!   every call into the core that can write ([`ChargePoint::handle_text`],
+//!   [`stop_reason`], unless the driver itself asked for the stop: a StartTransaction.conf
+//!   whose idTagInfo is not Accepted (DeAuthorized), a Reset (SoftReset, HardReset) or
+//!   an UnlockConnector (UnlockCommand) stops the session through the control task
+//!   ([`DriverReport::StopSession`]) and its Stop carries that reason.
+//! - **MeterValues** (§4.7, §9.1): while a transaction runs, every
+//!   MeterValueSampleInterval seconds (read at every sample, so a change takes effect at
+//!   once; 0 turns sampling off), the connector's latest reading goes out as one
+//!   MeterValue with context Sample.Periodic and the measurands MeterValuesSampledData
+//!   lists. Every ClockAlignedDataInterval seconds of the wall clock (aligned to
+//!   midnight; 0 turns it off), every gun's reading goes out with context Sample.Clock and
+//!   the measurands of MeterValuesAlignedData, with the transactionId where one runs. The
+//!   node measures Energy.Active.Import.Register (Wh), Power.Active.Import (W, the trusted
+//!   meter's voltage × current), Current.Import (A), Voltage (V), and SoC (%, location
+//!   EV) when the EV told it; other measurands are left out. OCPP 1.6 SampledValue has no
+//!   field for the instrument, so the meter the node trusted is given by `location`:
+//!   **Outlet** for the PLC's calibrated meter in the dispenser, **Body** for the
+//!   cabinet's DC shunt. No sample is sent while the node trusts no meter.
+//! - **Persistence** (issue 6): each charge point keeps its journal in the node's redb
+//!   store under its identity ([`RedbJournal`]). A journal write is one durable redb
+//!   transaction (an fsync, milliseconds on a disk): every call into the core that can write ([`ChargePoint::handle_text`],
 //!   `handle_timeout`, the transaction commands) runs under
 //!   [`tokio::task::block_in_place`], so the worker's other tasks move to another thread
 //!   while the driver waits for the disk (directly on a current-thread runtime).
 //! - **Restart recovery** (§4.10): at start, every transaction the journal still has open
 //!   was cut by the restart (the node does not resume sessions), and is stopped before
 //!   any command is served, so before any new Start on its connector, with reason
-//!   **PowerLoss**: the node cannot tell a SIGKILL or a power cut from a graceful stop,
-//!   since it keeps no clean-shutdown marker, and a graceful stop does not end sessions
-//!   either. meterStop is the trusted meter's register of the connector's gun, waited for
-//!   up to [`RECOVERY_READING_WAIT`]; without one, the journaled Start's meterStart when
+//!   **Reboot** when the previous run stopped cleanly (the store's clean-shutdown mark,
+//!   written after every task ended) and **PowerLoss** when it did not (SIGKILL, a crash,
+//!   a power cut). meterStop is the trusted meter's register of the connector's gun,
+//!   waited for up to [`RECOVERY_READING_WAIT`]; without one, the journaled Start's meterStart when
 //!   the Start is still unconfirmed; else 0, logged as an error (a confirmed Start is
 //!   deleted from the journal, its meterStart with it).
 //! - **RemoteStopTransaction** (§5.12): Accepted when the transactionId is one this
@@ -76,61 +81,86 @@
 //!   transaction keeps it: the change is held in the driver and handed to the control
 //!   task when that transaction stops (the controller's `SetAvailable(false)` would cut a
 //!   running session), and the answer is Scheduled (for connector 0: Scheduled if any gun
-//!   has one). A later change for the same gun replaces a held one. Connector 0's own
-//!   StatusNotification is not sent, and availability is not persisted across a restart.
+//!   has one). A later change for the same gun replaces a held one. The change is stored
+//!   in the journal before the answer, and applied again at the next start ("persistent
+//!   across reboots"). Connector 0's own StatusNotification is not sent.
 //!   A session that starts between the Accepted decision and the control task applying
 //!   Inoperative is stopped by it (with reason Remote).
-//! - **Other CALLs from the CSMS** that need the node (remote start, reset, unlock, local
-//!   list, cache, vendor data) are refused with the status the spec has for "not carried
-//!   out" until the node implements them.
+//! - **RemoteStartTransaction** (§5.11), **Reset** (§5.14), **UnlockConnector** (§5.18),
+//!   **TriggerMessage** for MeterValues (§5.17) and **DataTransfer** (§5.5, no vendor
+//!   extension: UnknownVendorId): see `requests.rs`.
+//! - **ConnectionTimeOut** (§9.1): the controller cancels a preparation (token without
+//!   plug-in, or plug-in without token) after it; the driver hands the key's value to the
+//!   control task at start and whenever the CSMS changes it
+//!   ([`DriverReport::ConnectionTimeout`]).
+
+mod convert;
+mod requests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use ringhub_proto::can::messages::MeterSource;
+use ringhub_proto::can::messages::LockState;
 use ringhub_proto::config::GunId;
 use ringhub_proto::units::{KilowattHours, Percent};
 use tokio::sync::{mpsc, watch};
 
+use self::convert::{measurands, meter_value, truncate, watt_hours};
+pub use self::convert::{ocpp_status, stop_reason};
+use self::requests::{PendingReset, PendingUnlock};
 use super::charge_point::{
-    CallFailure, ChargePoint, Config, Confirmation, CsmsRequest, Event, OutgoingCall, Responder,
-    StatusDetail,
+    Authority, CallFailure, ChargePoint, Config, Confirmation, Event, OpenTransaction,
+    OutgoingCall, TxMessage,
 };
-use super::charge_point::{OpenTransaction, TxMessage};
-use super::messages::AuthorizationStatus;
-use super::messages::central_system::{
-    AcceptedRejected, AvailabilityStatus, AvailabilityType, ChangeAvailabilityRequest,
-    ChangeAvailabilityResponse, ClearCacheResponse, GetLocalListVersionResponse,
-    RemoteStartTransactionResponse, RemoteStopTransactionRequest, RemoteStopTransactionResponse,
-    ResetResponse, SendLocalListResponse, TriggerMessageResponse, TriggerMessageStatus,
-    UnlockConnectorResponse, UnlockStatus, UpdateStatus,
-};
-use super::messages::charge_point::{
-    BootNotificationRequest, ChargePointErrorCode, ChargePointStatus, DataTransferResponse,
-    DataTransferStatus, Reason,
-};
-use super::messages::meter::{
-    Location, Measurand, MeterValue, ReadingContext, SampledValue, UnitOfMeasure, ValueFormat,
-};
+use super::messages::central_system::ResetType;
+use super::messages::charge_point::{BootNotificationRequest, Reason};
+use super::messages::meter::ReadingContext;
+use super::messages::{AuthorizationStatus, IdTagInfo};
 use super::rpc::{Frame, SequentialIds};
 use super::transport::{Connection, Reconnector, TransportConfig};
 use super::types::{CiString, CiString20, DateTime};
 use crate::can::ReconnectPolicy;
 use crate::connector::{
-    AuthDecision, ConnectorStatus, FaultCode, IdToken, LocalFault, MeterView, SegmentSnapshot,
-    StopReason,
+    AuthDecision, ConnectorStatus, IdToken, LocalFault, MeterView, SegmentSnapshot, StopReason,
 };
 use crate::options::OcppDispenser;
 use crate::store::{RedbJournal, Store};
 
-/// The configuration key that lets the local list decide while the CSMS is unreachable.
-const LOCAL_AUTHORIZE_OFFLINE: &str = "LocalAuthorizeOffline";
 /// The configuration key with the seconds between transaction meter samples.
 const METER_VALUE_SAMPLE_INTERVAL: &str = "MeterValueSampleInterval";
+/// The configuration key with the measurands of those samples.
+const METER_VALUES_SAMPLED_DATA: &str = "MeterValuesSampledData";
+/// The configuration key with the seconds between clock-aligned readings.
+const CLOCK_ALIGNED_DATA_INTERVAL: &str = "ClockAlignedDataInterval";
+/// The configuration key with the measurands of clock-aligned readings.
+const METER_VALUES_ALIGNED_DATA: &str = "MeterValuesAlignedData";
+/// The configuration key the controller's preparation timeout follows.
+const CONNECTION_TIME_OUT: &str = "ConnectionTimeOut";
+/// How often pending UnlockConnector calls look at the lock.
+const UNLOCK_POLL: Duration = Duration::from_millis(100);
 /// The id tag of a session that started without a token and without a known EV MAC.
 pub const FREE_ID_TAG: &str = "FREE";
 /// How long restart recovery waits for a trusted reading of a cut transaction's gun.
 pub const RECOVERY_READING_WAIT: Duration = Duration::from_secs(5);
+
+/// How the node's previous run ended, which names the end of a transaction it cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviousStop {
+    /// It stopped cleanly (a signal, `ringhub` shutting down): Reboot.
+    Clean,
+    /// It was killed, crashed or lost power: PowerLoss.
+    Crash,
+}
+
+impl PreviousStop {
+    /// The StopTransaction reason of a transaction the stop cut (§7.40).
+    pub fn reason(self) -> Reason {
+        match self {
+            Self::Clean => Reason::Reboot,
+            Self::Crash => Reason::PowerLoss,
+        }
+    }
+}
 
 /// What the control task tells a driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +220,26 @@ pub enum DriverReport {
         /// Operative (true) or Inoperative (false).
         available: bool,
     },
+    /// RemoteStartTransaction: `gun` may start a session with `token`, already
+    /// authorised.
+    RemoteStart {
+        /// The gun.
+        gun: GunId,
+        /// The remote token (its id tag is the transaction's).
+        token: IdToken,
+    },
+    /// UnlockConnector: unlock `gun` (stopping its session first).
+    Unlock {
+        /// The gun.
+        gun: GunId,
+    },
+    /// ConnectionTimeOut of `gun`'s dispenser is now `timeout`.
+    ConnectionTimeout {
+        /// The gun.
+        gun: GunId,
+        /// The new value.
+        timeout: Duration,
+    },
 }
 
 /// The latest reading of a gun, for MeterValues.
@@ -201,6 +251,8 @@ pub struct GunReading {
     pub meter: Option<MeterView>,
     /// EV state of charge.
     pub soc: Option<Percent>,
+    /// The connector lock, for UnlockConnector.
+    pub lock: LockState,
 }
 
 /// The decision on one [`DriverCommand::Authorize`].
@@ -224,22 +276,24 @@ pub struct Drivers {
     pub reports: mpsc::UnboundedReceiver<DriverReport>,
     /// The latest readings of every gun, for every driver.
     readings: watch::Sender<Vec<GunReading>>,
+    /// The driver tasks.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drivers {
     /// Starts one driver task per dispenser that has a CSMS URL; they stop when
-    /// `shutdown` turns true. `local_list` serves LocalAuthorizeOffline; the first of
-    /// them keeps its transaction journal in `store` (see the module docs).
+    /// `shutdown` turns true. Each keeps its journal in `store` under its identity (see
+    /// the module docs).
     pub fn start(
         dispensers: &[OcppDispenser],
-        local_list: &[String],
         store: &Store,
+        previous_stop: PreviousStop,
         shutdown: &watch::Receiver<bool>,
     ) -> Self {
-        let mut journal = Some(RedbJournal::new(store.clone()));
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let (readings, readings_rx) = watch::channel(Vec::new());
         let mut guns = Vec::new();
+        let mut tasks = Vec::new();
         for dispenser in dispensers {
             let Some(url) = &dispenser.csms_url else {
                 tracing::warn!(dispenser = %dispenser.id, "no CSMS URL: the dispenser stays offline");
@@ -251,49 +305,55 @@ impl Drivers {
             }
             let config = Config::new(boot_notification(), dispenser.connectors);
             let ids = Box::new(SequentialIds::new(crate::can::backoff::random_u64()));
-            let cp = match journal.take() {
-                Some(journal) => {
-                    let loaded = blocking(|| {
-                        ChargePoint::with_journal(config.clone(), ids, Box::new(journal))
-                    });
-                    match loaded {
-                        Ok(cp) => cp,
-                        Err(error) => {
-                            tracing::error!(dispenser = %dispenser.id, %error, "transaction journal unreadable: this run's transactions are not persisted");
-                            ChargePoint::new(
-                                config,
-                                Box::new(SequentialIds::new(crate::can::backoff::random_u64())),
-                            )
-                        }
-                    }
-                }
-                None => {
-                    tracing::warn!(dispenser = %dispenser.id, "the store holds one dispenser's journal: this one's transactions are not persisted");
-                    ChargePoint::new(config, ids)
+            let journal = RedbJournal::new(store.clone(), dispenser.identity.clone());
+            let loaded =
+                blocking(|| ChargePoint::with_journal(config.clone(), ids, Box::new(journal)));
+            let cp = match loaded {
+                Ok(cp) => cp,
+                Err(error) => {
+                    tracing::error!(dispenser = %dispenser.id, %error, "OCPP journal unreadable: this run's transactions are not persisted");
+                    ChargePoint::new(
+                        config,
+                        Box::new(SequentialIds::new(crate::can::backoff::random_u64())),
+                    )
                 }
             };
             let driver = Driver {
                 cp,
                 identity: dispenser.identity.clone(),
-                local_list: local_list.to_vec(),
                 pending: VecDeque::new(),
                 reports: reports_tx.clone(),
                 guns: dispenser.guns.clone(),
                 readings: readings_rx.clone(),
                 running: BTreeMap::new(),
                 scheduled: BTreeMap::new(),
+                previous_stop,
+                statuses: BTreeMap::new(),
+                reset: None,
+                unlocks: Vec::new(),
+                aligned_at: None,
             };
             let transport = TransportConfig::new(url.clone(), dispenser.identity.clone());
-            tokio::spawn(driver.run(
+            tasks.push(tokio::spawn(driver.run(
                 Reconnector::new(transport, ReconnectPolicy::default()),
                 commands,
                 shutdown.clone(),
-            ));
+            )));
         }
         Self {
             guns,
             reports,
             readings,
+            tasks,
+        }
+    }
+
+    /// Waits for every driver task to end (they end on shutdown).
+    pub async fn join(self) {
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "OCPP driver task failed");
+            }
         }
     }
 
@@ -342,6 +402,7 @@ impl Drivers {
                 gun: g.gun,
                 meter: g.meter,
                 soc: g.soc,
+                lock: g.lock,
             })
             .collect();
         self.readings.send_replace(readings);
@@ -406,8 +467,6 @@ struct Driver {
     cp: ChargePoint,
     /// The charge point identity, for logs.
     identity: String,
-    /// The cabinet's local list, for LocalAuthorizeOffline.
-    local_list: Vec<String>,
     /// Authorize calls asked and not yet answered, in the order they were queued.
     pending: VecDeque<(GunId, IdToken, CiString20)>,
     /// Where decisions and stop requests go.
@@ -421,6 +480,16 @@ struct Driver {
     /// Per connector: the availability a ChangeAvailability answered Scheduled asked
     /// for, applied when the connector's transaction stops.
     scheduled: BTreeMap<u32, bool>,
+    /// How the previous run ended, for the reason of the transactions it cut.
+    previous_stop: PreviousStop,
+    /// Per connector: the last status the control task reported.
+    statuses: BTreeMap<u32, ConnectorStatus>,
+    /// A Reset accepted and not yet carried out.
+    reset: Option<PendingReset>,
+    /// UnlockConnector calls waiting for the lock.
+    unlocks: Vec<PendingUnlock>,
+    /// When the next clock-aligned reading is due.
+    aligned_at: Option<Instant>,
 }
 
 /// A transaction the driver started.
@@ -430,8 +499,9 @@ struct Running {
     meter_start_wh: i32,
     /// When its last sample was taken (its start, before the first).
     last_sample: Instant,
-    /// The CSMS refused its id tag: its Stop says DeAuthorized.
-    deauthorized: bool,
+    /// The driver stopped it (CSMS refused the id tag, Reset, UnlockConnector): the
+    /// reason its Stop carries.
+    stop_reason: Option<Reason>,
 }
 
 impl Driver {
@@ -444,6 +514,9 @@ impl Driver {
         mut shutdown: watch::Receiver<bool>,
     ) {
         tracing::info!(identity = %self.identity, url = %reconnector.config().url(), "OCPP driver running");
+        self.restore_availability();
+        self.report_connection_timeout();
+        self.schedule_aligned(Instant::now());
         let cut = self.cp.open_transactions();
         if !cut.is_empty() {
             tokio::select! {
@@ -481,6 +554,7 @@ impl Driver {
             tracing::info!(identity = %self.identity, url = connection.url(), "CSMS connected");
             self.cp.handle_connected(Instant::now());
             let mut stop = false;
+            let mut reset = false;
             // Online until the connection breaks.
             loop {
                 // Events first: answering a CSMS request queues its CALLRESULT.
@@ -492,6 +566,10 @@ impl Driver {
                     break;
                 }
                 if stop {
+                    break;
+                }
+                if self.reset_due(Instant::now()) {
+                    reset = true;
                     break;
                 }
                 let deadline = self.deadline();
@@ -517,11 +595,18 @@ impl Driver {
             }
             blocking(|| self.cp.handle_disconnected());
             self.drain_events();
+            if (stop || reset)
+                && let Err(error) = connection.close().await
+            {
+                tracing::debug!(identity = %self.identity, %error, "CSMS close");
+            }
             if stop {
-                if let Err(error) = connection.close().await {
-                    tracing::debug!(identity = %self.identity, %error, "CSMS close");
-                }
                 return;
+            }
+            if reset {
+                let kind = self.reset.take().map(|r| r.kind);
+                tracing::info!(identity = %self.identity, ?kind, "reset: connecting again");
+                reconnector.reset();
             }
         }
     }
@@ -562,14 +647,14 @@ impl Driver {
                 self.cp.stop_transaction(
                     open.connector,
                     meter_stop_wh,
-                    Reason::PowerLoss,
+                    self.previous_stop.reason(),
                     timestamp,
                     now,
                 )
             });
             match stopped {
                 Ok(local) => {
-                    tracing::info!(identity = %self.identity, connector = open.connector, local, transaction_id = ?open.transaction_id, meter_stop_wh, "transaction cut by a restart stopped: PowerLoss");
+                    tracing::info!(identity = %self.identity, connector = open.connector, local, transaction_id = ?open.transaction_id, meter_stop_wh, reason = ?self.previous_stop.reason(), "transaction cut by a restart stopped");
                 }
                 Err(error) => {
                     tracing::error!(identity = %self.identity, connector = open.connector, %error, "StopTransaction of a cut transaction not stored");
@@ -616,13 +701,38 @@ impl Driver {
         Ok(())
     }
 
-    /// When the core or the next meter sample wants the driver.
+    /// When the core, the next meter sample, a clock-aligned reading, a waiting unlock or
+    /// a Soft reset's grace wants the driver.
     fn deadline(&self) -> Option<Instant> {
+        let unlock_poll = (!self.unlocks.is_empty()).then(|| Instant::now() + UNLOCK_POLL);
+        let reset = self
+            .reset
+            .filter(|r| r.kind == ResetType::Soft)
+            .map(|r| r.deadline);
         self.cp
             .poll_timeout()
             .into_iter()
             .chain(self.next_sample())
+            .chain(self.aligned_at)
+            .chain(unlock_poll)
+            .chain(reset)
             .min()
+    }
+
+    /// Schedules the next clock-aligned reading: the next multiple of
+    /// ClockAlignedDataInterval since midnight (UTC) on the wall clock; none when 0.
+    fn schedule_aligned(&mut self, now: Instant) {
+        let seconds = self
+            .cp
+            .configuration()
+            .int(CLOCK_ALIGNED_DATA_INTERVAL)
+            .unwrap_or(0);
+        self.aligned_at = (seconds > 0).then(|| {
+            let period = seconds.saturating_mul(1000);
+            let wall = self.timestamp(now).unix_millis();
+            let wait = period - wall.rem_euclid(period);
+            now + Duration::from_millis(u64::try_from(wait).unwrap_or(0))
+        });
     }
 
     /// MeterValueSampleInterval; `None` when sampling is off.
@@ -649,6 +759,12 @@ impl Driver {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.cp.handle_timeout(now);
+        self.check_unlocks(now);
+        if self.aligned_at.is_some_and(|at| at <= now) {
+            self.send_aligned(now);
+            // Past the boundary now: the next one is a whole period on.
+            self.schedule_aligned(now + Duration::from_millis(1));
+        }
         let Some(interval) = self.sample_interval() else {
             return;
         };
@@ -658,21 +774,24 @@ impl Driver {
             .filter(|(_, r)| r.last_sample + interval <= now)
             .map(|(&connector, _)| connector)
             .collect();
+        let wanted = self.measurands(METER_VALUES_SAMPLED_DATA);
         let timestamp = self.timestamp(now);
         for connector in due {
             if let Some(running) = self.running.get_mut(&connector) {
                 running.last_sample = now;
             }
-            let Some(&(gun, _)) = self.guns.iter().find(|(_, c)| *c == connector) else {
-                continue;
-            };
-            let reading = self
-                .readings
-                .borrow()
-                .iter()
-                .find(|r| r.gun == gun)
-                .copied();
-            let Some(value) = reading.and_then(|r| meter_value(&r, timestamp.clone())) else {
+            let value = self
+                .gun_of(connector)
+                .and_then(|gun| self.reading(gun))
+                .and_then(|r| {
+                    meter_value(
+                        &r,
+                        timestamp.clone(),
+                        ReadingContext::SamplePeriodic,
+                        &wanted,
+                    )
+                });
+            let Some(value) = value else {
                 tracing::debug!(identity = %self.identity, connector, "no trusted reading: sample skipped");
                 continue;
             };
@@ -680,6 +799,28 @@ impl Driver {
                 tracing::error!(identity = %self.identity, connector, %error, "MeterValues not sent");
             }
         }
+    }
+
+    /// Sends every gun's clock-aligned reading (§9.1 ClockAlignedDataInterval).
+    fn send_aligned(&mut self, now: Instant) {
+        let wanted = self.measurands(METER_VALUES_ALIGNED_DATA);
+        let timestamp = self.timestamp(now);
+        let guns = self.guns.clone();
+        for (gun, connector) in guns {
+            let value = self.reading(gun).and_then(|r| {
+                meter_value(&r, timestamp.clone(), ReadingContext::SampleClock, &wanted)
+            });
+            if let Some(value) = value
+                && let Err(error) = self.cp.meter_values(connector, vec![value], now)
+            {
+                tracing::debug!(identity = %self.identity, connector, %error, "clock-aligned MeterValues not sent");
+            }
+        }
+    }
+
+    /// The measurands a `*Data` key lists.
+    fn measurands(&self, key: &str) -> Vec<super::messages::meter::Measurand> {
+        measurands(self.cp.configuration().get(key).unwrap_or_default())
     }
 
     /// The wall-clock time at `now`: the CSMS's, else this machine's.
@@ -697,6 +838,7 @@ impl Driver {
                 status,
                 fault,
             } => {
+                self.statuses.insert(connector, status);
                 let (status, error_code, detail) = ocpp_status(status, fault.as_ref());
                 if let Err(error) = self
                     .cp
@@ -738,7 +880,7 @@ impl Driver {
                             Running {
                                 meter_start_wh,
                                 last_sample: now,
-                                deauthorized: false,
+                                stop_reason: None,
                             },
                         );
                     }
@@ -759,11 +901,7 @@ impl Driver {
                     tracing::warn!(identity = %self.identity, connector, "session ended without a transaction");
                     return;
                 };
-                let reason = if running.deauthorized {
-                    Reason::DeAuthorized
-                } else {
-                    reason
-                };
+                let reason = running.stop_reason.unwrap_or(reason);
                 let meter_stop_wh = running.meter_start_wh.saturating_add(energy_wh);
                 let timestamp = self.timestamp(now);
                 match self
@@ -790,9 +928,24 @@ impl Driver {
                     answered |= outcome.is_ok();
                     self.handle_answer(request, outcome);
                 }
-                Event::Request(request) => self.handle_request(request),
+                Event::Request(request) => self.handle_request(request, Instant::now()),
+                Event::Authorized {
+                    id_tag,
+                    accepted,
+                    info,
+                    authority,
+                } => {
+                    answered |= authority == Authority::Csms;
+                    self.authorized(&id_tag, accepted, info.as_ref(), authority);
+                }
                 Event::ConfigurationChanged { key, value } => {
                     tracing::info!(identity = %self.identity, key, %value, "configuration changed");
+                    if key == CONNECTION_TIME_OUT {
+                        self.report_connection_timeout();
+                    }
+                    if key == CLOCK_ALIGNED_DATA_INTERVAL {
+                        self.schedule_aligned(Instant::now());
+                    }
                 }
                 Event::TransactionStarted {
                     connector,
@@ -819,55 +972,6 @@ impl Driver {
 
     fn handle_answer(&mut self, request: OutgoingCall, outcome: Result<Confirmation, CallFailure>) {
         match (request, outcome) {
-            (OutgoingCall::Authorize(request), outcome) => {
-                let Some(index) = self
-                    .pending
-                    .iter()
-                    .position(|(.., tag)| *tag == request.id_tag)
-                else {
-                    tracing::warn!(identity = %self.identity, id_tag = %request.id_tag, "Authorize answered that nobody asked");
-                    return;
-                };
-                let Some((gun, token, _)) = self.pending.remove(index) else {
-                    return;
-                };
-                let decision = match outcome {
-                    Ok(Confirmation::Authorize(conf)) => {
-                        tracing::info!(identity = %self.identity, %gun, %token, status = ?conf.id_tag_info.status, "Authorize answered");
-                        if conf.id_tag_info.status == AuthorizationStatus::Accepted {
-                            AuthDecision::Accepted
-                        } else {
-                            AuthDecision::Rejected
-                        }
-                    }
-                    Err(failure @ (CallFailure::NotConnected | CallFailure::Timeout)) => {
-                        let offline = self
-                            .cp
-                            .configuration()
-                            .bool(LOCAL_AUTHORIZE_OFFLINE)
-                            .unwrap_or(false);
-                        let listed = self
-                            .local_list
-                            .iter()
-                            .any(|t| t.eq_ignore_ascii_case(token.id_tag()));
-                        tracing::info!(identity = %self.identity, %gun, %token, %failure, offline, listed, "CSMS unreachable: local list decides");
-                        if offline && listed {
-                            AuthDecision::Accepted
-                        } else {
-                            AuthDecision::Rejected
-                        }
-                    }
-                    Ok(other) => {
-                        tracing::warn!(identity = %self.identity, ?other, "Authorize got another call's confirmation");
-                        AuthDecision::Rejected
-                    }
-                    Err(failure) => {
-                        tracing::warn!(identity = %self.identity, %gun, %token, %failure, "Authorize failed");
-                        AuthDecision::Rejected
-                    }
-                };
-                self.decide(gun, token, decision);
-            }
             (OutgoingCall::BootNotification(_), Ok(Confirmation::BootNotification(conf))) => {
                 tracing::info!(identity = %self.identity, status = ?conf.status, interval = conf.interval, "BootNotification answered");
             }
@@ -877,6 +981,41 @@ impl Driver {
             (request, Err(failure)) => {
                 tracing::warn!(identity = %self.identity, ?request, %failure, "call failed");
             }
+        }
+    }
+
+    /// The core decided an idTag: the decision goes to every gun that asked about it.
+    fn authorized(
+        &mut self,
+        id_tag: &CiString20,
+        accepted: bool,
+        info: Option<&IdTagInfo>,
+        authority: Authority,
+    ) {
+        let decision = if accepted {
+            AuthDecision::Accepted
+        } else {
+            AuthDecision::Rejected
+        };
+        let status = info.map(|i| i.status);
+        let mut asked = false;
+        while let Some(index) = self.pending.iter().position(|(.., tag)| tag == id_tag) {
+            let Some((gun, token, _)) = self.pending.remove(index) else {
+                break;
+            };
+            asked = true;
+            tracing::info!(identity = %self.identity, %gun, %token, ?decision, ?status, ?authority, "authorisation");
+            match (&token, decision) {
+                // AuthorizeRemoteTxRequests: the remote start goes ahead only if accepted.
+                (IdToken::Remote(_), AuthDecision::Accepted) => {
+                    self.report(DriverReport::RemoteStart { gun, token });
+                }
+                (IdToken::Remote(_), AuthDecision::Rejected) => {}
+                _ => self.decide(gun, token, decision),
+            }
+        }
+        if !asked {
+            tracing::warn!(identity = %self.identity, %id_tag, "a decision nobody asked for");
         }
     }
 
@@ -891,80 +1030,38 @@ impl Driver {
     /// The CSMS refused the id tag of the transaction on `connector`: its session is
     /// stopped (StopTransactionOnInvalidId, §4.8) and its Stop says DeAuthorized.
     fn deauthorize(&mut self, connector: u32) {
-        let Some(&(gun, _)) = self.guns.iter().find(|(_, c)| *c == connector) else {
-            return;
-        };
-        if let Some(running) = self.running.get_mut(&connector) {
-            running.deauthorized = true;
-        }
-        tracing::info!(identity = %self.identity, %gun, connector, "idTag refused by the CSMS: stopping the session");
-        self.report(DriverReport::StopSession { gun });
+        tracing::info!(identity = %self.identity, connector, "idTag refused by the CSMS: stopping the session");
+        self.stop_with(connector, Reason::DeAuthorized);
     }
 
-    /// RemoteStopTransaction (see the module docs); true if the answer was sent.
-    fn remote_stop(
-        &mut self,
-        request: &RemoteStopTransactionRequest,
-        responder: Responder<RemoteStopTransactionRequest>,
-    ) -> bool {
-        let transaction_id = request.transaction_id;
-        let gun = self
-            .cp
-            .open_transactions()
-            .into_iter()
-            .find(|open| {
-                open.transaction_id == Some(transaction_id)
-                    && self.running.contains_key(&open.connector)
-            })
-            .and_then(|open| self.guns.iter().find(|(_, c)| *c == open.connector))
-            .map(|&(gun, _)| gun);
-        let status = match gun {
-            Some(gun) => {
-                tracing::info!(identity = %self.identity, %gun, transaction_id, "RemoteStopTransaction: stopping the session");
-                self.report(DriverReport::StopSession { gun });
-                AcceptedRejected::Accepted
-            }
-            None => {
-                tracing::info!(identity = %self.identity, transaction_id, "RemoteStopTransaction of no running transaction: rejected");
-                AcceptedRejected::Rejected
-            }
-        };
-        self.cp
-            .answer(responder, &RemoteStopTransactionResponse { status })
-    }
-
-    /// ChangeAvailability (see the module docs); true if the answer was sent.
-    fn change_availability(
-        &mut self,
-        request: &ChangeAvailabilityRequest,
-        responder: Responder<ChangeAvailabilityRequest>,
-    ) -> bool {
-        let available = request.kind == AvailabilityType::Operative;
-        let connectors: Vec<u32> = self
-            .guns
+    /// The gun on `connector`.
+    fn gun_of(&self, connector: u32) -> Option<GunId> {
+        self.guns
             .iter()
-            .map(|&(_, c)| c)
-            .filter(|&c| request.connector_id == 0 || c == request.connector_id)
-            .collect();
-        let status = if connectors.is_empty() {
-            tracing::info!(identity = %self.identity, connector = request.connector_id, "ChangeAvailability of an unknown connector: rejected");
-            AvailabilityStatus::Rejected
-        } else {
-            let mut status = AvailabilityStatus::Accepted;
-            for connector in connectors {
-                if self.running.contains_key(&connector) {
-                    self.scheduled.insert(connector, available);
-                    status = AvailabilityStatus::Scheduled;
-                } else {
-                    self.scheduled.remove(&connector);
-                    self.set_available(connector, available);
-                }
-            }
-            tracing::info!(identity = %self.identity, connector = request.connector_id, available, ?status, "ChangeAvailability");
-            status
-        };
-        self.cp
-            .answer(responder, &ChangeAvailabilityResponse { status })
+            .find(|&&(_, c)| c == connector)
+            .map(|&(gun, _)| gun)
+    }
+
+    /// The latest reading of `gun`.
+    fn reading(&self, gun: GunId) -> Option<GunReading> {
+        self.readings
+            .borrow()
+            .iter()
+            .find(|r| r.gun == gun)
+            .copied()
+    }
+
+    /// Hands ConnectionTimeOut to the control task for every gun.
+    fn report_connection_timeout(&self) {
+        let seconds = self
+            .cp
+            .configuration()
+            .int(CONNECTION_TIME_OUT)
+            .unwrap_or(60);
+        let timeout = Duration::from_secs(u64::try_from(seconds).unwrap_or(60));
+        for &(gun, _) in &self.guns {
+            self.report(DriverReport::ConnectionTimeout { gun, timeout });
+        }
     }
 
     /// Asks the control task to make `connector`'s gun (un)available.
@@ -978,57 +1075,6 @@ impl Driver {
         if self.reports.send(report).is_err() {
             tracing::debug!(identity = %self.identity, "control task gone; report dropped");
         }
-    }
-
-    /// Carries out a CALL from the CSMS, or answers one this slice does not carry out
-    /// with the spec's refusal.
-    fn handle_request(&mut self, request: CsmsRequest) {
-        if !matches!(
-            request,
-            CsmsRequest::ChangeAvailability(..) | CsmsRequest::RemoteStopTransaction(..)
-        ) {
-            tracing::info!(identity = %self.identity, ?request, "CSMS request refused: not supported yet");
-        }
-        let rejected = AcceptedRejected::Rejected;
-        match request {
-            CsmsRequest::ChangeAvailability(request, r) => self.change_availability(&request, r),
-            CsmsRequest::ClearCache(_, r) => {
-                self.cp.answer(r, &ClearCacheResponse { status: rejected })
-            }
-            CsmsRequest::DataTransfer(_, r) => self.cp.answer(
-                r,
-                &DataTransferResponse {
-                    status: DataTransferStatus::UnknownVendorId,
-                    data: None,
-                },
-            ),
-            CsmsRequest::GetLocalListVersion(_, r) => self
-                .cp
-                .answer(r, &GetLocalListVersionResponse { list_version: 0 }),
-            CsmsRequest::RemoteStartTransaction(_, r) => self
-                .cp
-                .answer(r, &RemoteStartTransactionResponse { status: rejected }),
-            CsmsRequest::RemoteStopTransaction(request, r) => self.remote_stop(&request, r),
-            CsmsRequest::Reset(_, r) => self.cp.answer(r, &ResetResponse { status: rejected }),
-            CsmsRequest::SendLocalList(_, r) => self.cp.answer(
-                r,
-                &SendLocalListResponse {
-                    status: UpdateStatus::NotSupported,
-                },
-            ),
-            CsmsRequest::TriggerMessage(_, r) => self.cp.answer(
-                r,
-                &TriggerMessageResponse {
-                    status: TriggerMessageStatus::NotImplemented,
-                },
-            ),
-            CsmsRequest::UnlockConnector(_, r) => self.cp.answer(
-                r,
-                &UnlockConnectorResponse {
-                    status: UnlockStatus::NotSupported,
-                },
-            ),
-        };
     }
 }
 
@@ -1046,280 +1092,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The OCPP Reason (§7.40) of a session's end.
-///
-/// - EvStopped → **Local**: the EV ended the session itself (full, or its driver stopped
-///   it from the vehicle) with the cable still in: a regular, user-side termination at
-///   the charge point, which is what Local means ("stopped locally on request of the
-///   user"). EVDisconnected is kept for a cable that was actually pulled.
-/// - Unplugged → EVDisconnected; Remote → Remote (also an operator's stop); Rejected →
-///   DeAuthorized; Fault(EmergencyStop) → EmergencyStop; every other fault, a failed
-///   high-level session and a pilot fault → Other.
-pub fn stop_reason(reason: StopReason) -> Reason {
-    match reason {
-        StopReason::EvStopped => Reason::Local,
-        StopReason::Unplugged => Reason::EvDisconnected,
-        StopReason::Remote => Reason::Remote,
-        StopReason::Rejected => Reason::DeAuthorized,
-        StopReason::Fault(FaultCode::EmergencyStop) => Reason::EmergencyStop,
-        StopReason::Fault(_) | StopReason::HlcFailed(_) | StopReason::PilotFault(_) => {
-            Reason::Other
-        }
-    }
-}
-
-/// Energy in whole Wh, saturating.
-fn watt_hours(energy: KilowattHours) -> i32 {
-    // `as` saturates, and maps NaN to 0.
-    (energy.0 * 1000.0).round() as i32
-}
-
-/// The periodic sample of a reading; none without a trusted meter.
-fn meter_value(reading: &GunReading, timestamp: DateTime) -> Option<MeterValue> {
-    let meter = reading.meter?;
-    let location = match meter.source {
-        MeterSource::PlcMeter => Location::Outlet,
-        MeterSource::Shunt => Location::Body,
-    };
-    let sample = |value: String, measurand, unit, location| SampledValue {
-        value,
-        context: Some(ReadingContext::SamplePeriodic),
-        format: Some(ValueFormat::Raw),
-        measurand: Some(measurand),
-        phase: None,
-        location: Some(location),
-        unit: Some(unit),
-    };
-    let mut sampled_value = vec![
-        sample(
-            watt_hours(meter.energy_register).to_string(),
-            Measurand::EnergyActiveImportRegister,
-            UnitOfMeasure::Wh,
-            location,
-        ),
-        sample(
-            format!("{:.0}", meter.voltage.0 * meter.current.0),
-            Measurand::PowerActiveImport,
-            UnitOfMeasure::W,
-            location,
-        ),
-        sample(
-            format!("{:.1}", meter.current.0),
-            Measurand::CurrentImport,
-            UnitOfMeasure::A,
-            location,
-        ),
-        sample(
-            format!("{:.1}", meter.voltage.0),
-            Measurand::Voltage,
-            UnitOfMeasure::V,
-            location,
-        ),
-    ];
-    if let Some(soc) = reading.soc {
-        sampled_value.push(sample(
-            soc.0.to_string(),
-            Measurand::SoC,
-            UnitOfMeasure::Percent,
-            Location::Ev,
-        ));
-    }
-    Some(MeterValue {
-        timestamp,
-        sampled_value,
-    })
-}
-
-/// The StatusNotification fields for a gun's status and the fault behind it.
-pub fn ocpp_status(
-    status: ConnectorStatus,
-    fault: Option<&LocalFault>,
-) -> (ChargePointStatus, ChargePointErrorCode, StatusDetail) {
-    let status = match status {
-        ConnectorStatus::Available => ChargePointStatus::Available,
-        ConnectorStatus::Preparing => ChargePointStatus::Preparing,
-        ConnectorStatus::Charging => ChargePointStatus::Charging,
-        ConnectorStatus::SuspendedEv => ChargePointStatus::SuspendedEv,
-        ConnectorStatus::SuspendedEvse => ChargePointStatus::SuspendedEvse,
-        ConnectorStatus::Finishing => ChargePointStatus::Finishing,
-        ConnectorStatus::Unavailable => ChargePointStatus::Unavailable,
-        ConnectorStatus::Faulted => ChargePointStatus::Faulted,
-    };
-    if status != ChargePointStatus::Faulted {
-        return (
-            status,
-            ChargePointErrorCode::NoError,
-            StatusDetail::default(),
-        );
-    }
-    let Some(fault) = fault else {
-        return (
-            status,
-            ChargePointErrorCode::InternalError,
-            StatusDetail::default(),
-        );
-    };
-    let detail = StatusDetail {
-        info: CiString::new(truncate(&fault.subject, 50)).ok(),
-        vendor_error_code: CiString::new(fault.code.as_str()).ok(),
-    };
-    (status, error_code(fault.code), detail)
-}
-
-/// The ChargePointErrorCode (OCPP 1.6 §7.6) closest to a node fault.
-fn error_code(code: FaultCode) -> ChargePointErrorCode {
-    match code {
-        FaultCode::ContactorWelded
-        | FaultCode::ContactorFailedToClose
-        | FaultCode::OpenUnderLoad => ChargePointErrorCode::PowerSwitchFailure,
-        FaultCode::LockFailure => ChargePointErrorCode::ConnectorLockFailure,
-        FaultCode::MeterFailure | FaultCode::MeterDisagreement => {
-            ChargePointErrorCode::PowerMeterFailure
-        }
-        FaultCode::IsolationFault => ChargePointErrorCode::GroundFailure,
-        FaultCode::ModuleOvertemp => ChargePointErrorCode::HighTemperature,
-        FaultCode::PlcSilent | FaultCode::ModuleSilent | FaultCode::ModuleFault => {
-            ChargePointErrorCode::InternalError
-        }
-        FaultCode::EmergencyStop => ChargePointErrorCode::OtherError,
-    }
-}
-
-/// At most `max` characters of `text`.
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn fault(code: FaultCode) -> LocalFault {
-        LocalFault {
-            code,
-            subject: "segment 0 gc".into(),
-            detail: "feedback closed 300 ms after open".into(),
-            raised_at: Duration::from_secs(1),
-        }
-    }
-
-    #[test]
-    fn statuses_map_one_to_one_without_error() {
-        let (status, code, detail) = ocpp_status(ConnectorStatus::Preparing, None);
-        assert_eq!(status, ChargePointStatus::Preparing);
-        assert_eq!(code, ChargePointErrorCode::NoError);
-        assert_eq!(detail, StatusDetail::default());
-        let (status, ..) = ocpp_status(ConnectorStatus::SuspendedEvse, None);
-        assert_eq!(status, ChargePointStatus::SuspendedEvse);
-    }
-
-    #[test]
-    fn faulted_carries_the_fault() {
-        let (status, code, detail) = ocpp_status(
-            ConnectorStatus::Faulted,
-            Some(&fault(FaultCode::ContactorWelded)),
-        );
-        assert_eq!(status, ChargePointStatus::Faulted);
-        assert_eq!(code, ChargePointErrorCode::PowerSwitchFailure);
-        assert_eq!(
-            detail.vendor_error_code.map(|c| c.to_string()).as_deref(),
-            Some("CONTACTOR_WELDED")
-        );
-        assert_eq!(
-            detail.info.map(|c| c.to_string()).as_deref(),
-            Some("segment 0 gc")
-        );
-        let (_, code, _) = ocpp_status(ConnectorStatus::Faulted, None);
-        assert_eq!(code, ChargePointErrorCode::InternalError);
-    }
-
-    #[test]
-    fn stop_reasons_map_to_ocpp() {
-        assert_eq!(stop_reason(StopReason::EvStopped), Reason::Local);
-        assert_eq!(stop_reason(StopReason::Unplugged), Reason::EvDisconnected);
-        assert_eq!(stop_reason(StopReason::Remote), Reason::Remote);
-        assert_eq!(stop_reason(StopReason::Rejected), Reason::DeAuthorized);
-        assert_eq!(
-            stop_reason(StopReason::Fault(FaultCode::EmergencyStop)),
-            Reason::EmergencyStop
-        );
-        assert_eq!(
-            stop_reason(StopReason::Fault(FaultCode::IsolationFault)),
-            Reason::Other
-        );
-    }
-
-    #[test]
-    fn samples_carry_the_trusted_meter_as_location() {
-        use ringhub_proto::units::{Amps, Volts};
-        let reading = |source| GunReading {
-            gun: GunId(0),
-            meter: Some(MeterView {
-                source,
-                voltage: Volts(400.0),
-                current: Amps(100.0),
-                energy_register: KilowattHours(12.3456),
-            }),
-            soc: Some(Percent(51)),
-        };
-        let at = DateTime::from_unix_millis(1_700_000_000_000);
-        let value = meter_value(&reading(MeterSource::PlcMeter), at.clone()).expect("a sample");
-        let seen: Vec<_> = value
-            .sampled_value
-            .iter()
-            .map(|v| (v.measurand, v.value.as_str(), v.unit, v.location))
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                (
-                    Some(Measurand::EnergyActiveImportRegister),
-                    "12346",
-                    Some(UnitOfMeasure::Wh),
-                    Some(Location::Outlet)
-                ),
-                (
-                    Some(Measurand::PowerActiveImport),
-                    "40000",
-                    Some(UnitOfMeasure::W),
-                    Some(Location::Outlet)
-                ),
-                (
-                    Some(Measurand::CurrentImport),
-                    "100.0",
-                    Some(UnitOfMeasure::A),
-                    Some(Location::Outlet)
-                ),
-                (
-                    Some(Measurand::Voltage),
-                    "400.0",
-                    Some(UnitOfMeasure::V),
-                    Some(Location::Outlet)
-                ),
-                (
-                    Some(Measurand::SoC),
-                    "51",
-                    Some(UnitOfMeasure::Percent),
-                    Some(Location::Ev)
-                ),
-            ]
-        );
-        assert!(
-            value
-                .sampled_value
-                .iter()
-                .all(|v| v.context == Some(ReadingContext::SamplePeriodic))
-        );
-        let shunt = meter_value(&reading(MeterSource::Shunt), at.clone()).expect("a sample");
-        assert_eq!(shunt.sampled_value[0].location, Some(Location::Body));
-        let unmetered = GunReading {
-            meter: None,
-            ..reading(MeterSource::Shunt)
-        };
-        assert_eq!(meter_value(&unmetered, at), None);
     }
 }

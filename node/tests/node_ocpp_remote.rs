@@ -1,0 +1,286 @@
+//! A real `ringhub-node` as an OCPP 1.6J charge point, driven by the CSMS (issue 6,
+//! "Tests"): the Local Authorization List, RemoteStartTransaction, UnlockConnector,
+//! TriggerMessage and Reset sent through csms.py's stdin commands, and a CSMS outage with
+//! transactions running, starting and ending through it. csms.py's `ocpp` package
+//! validates every message against the OCA JSON schemas; the simulator plays the
+//! hardware.
+//!
+//! ```text
+//!  csms.py ◄── ws://…/RH-DEMO-A ── ringhub-node cab-a ◄─ socketcand ─ Sim
+//! ```
+//!
+//! Gun 0 is connector 1 of RH-DEMO-A, gun 1 connector 2.
+
+mod common;
+
+use common::csms::{
+    Csms, confirmed_transaction_id, demo_with_csms, present_accepted_card, unix_now,
+};
+use common::{CARD, Rig, act, assert_no_violations, bounded, describe_gun, ev, gun, inject};
+use ringhub_sim::world::{Action, FaultKind};
+use serde_json::Value;
+
+/// The id tag the CSMS starts sessions with remotely.
+const REMOTE_TAG: &str = "REMOTE01";
+
+/// The Unix time of an OCPP timestamp.
+fn unix(timestamp: &Value) -> f64 {
+    let text = timestamp.as_str().expect("a timestamp string");
+    let parsed = chrono_free_parse(text);
+    parsed.unwrap_or_else(|| panic!("unparsable timestamp {text}"))
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS(.fff)Z` without a date library.
+fn chrono_free_parse(text: &str) -> Option<f64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3_600 + min * 60) as f64 + sec)
+}
+
+#[test]
+fn timestamps_parse() {
+    assert_eq!(chrono_free_parse("1970-01-01T00:00:00Z"), Some(0.0));
+    assert_eq!(
+        chrono_free_parse("2024-05-01T12:00:00.500Z"),
+        Some(1_714_564_800.5)
+    );
+    assert_eq!(chrono_free_parse("2024-05-01 12:00:00"), None);
+}
+
+/// The Local Authorization List, a remote start, an unlock that ends the session, a
+/// triggered MeterValues and a Soft reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_list_remote_start_unlock_trigger_and_reset() {
+    bounded(async {
+        let mut csms = Csms::start(&[CARD, REMOTE_TAG]);
+        let (text, config) = demo_with_csms(&csms.url());
+        let rig = Rig::start("ocpp-remote-start", config, Some(&text), "ocpp").await;
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Available"
+        });
+
+        // The Local Authorization List: stored, and its version reported.
+        let status = csms.command(
+            "send_local_list 1 Full LISTED1=Accepted BLOCKED1=Blocked",
+            "SendLocalList",
+        );
+        assert_eq!(status, "Accepted");
+        let version = csms.response("get_local_list_version", "GetLocalListVersion");
+        assert_eq!(version["result"]["list_version"], 1, "{version}");
+        let status = csms.command(
+            "send_local_list 1 Differential LISTED2=Accepted",
+            "SendLocalList",
+        );
+        assert_eq!(status, "VersionMismatch");
+
+        // A connector that does not exist, and one busy with nothing: Rejected /
+        // Accepted; the remote token makes connector 1 Preparing before any plug-in.
+        let status = csms.command(
+            &format!("remote_start 9 {REMOTE_TAG}"),
+            "RemoteStartTransaction",
+        );
+        assert_eq!(status, "Rejected");
+        let from = csms.mark();
+        let status = csms.command(
+            &format!("remote_start 1 {REMOTE_TAG}"),
+            "RemoteStartTransaction",
+        );
+        assert_eq!(status, "Accepted");
+        csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Preparing"
+        });
+        rig.wait_sim("param 20 Accepted at gun 0's PLC", |s| {
+            if gun(s, 0)["auth"] == "Accepted" {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
+
+        // The EV arrives: the transaction carries the remote id tag.
+        rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
+        let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
+        assert_eq!(start["payload"]["idTag"], REMOTE_TAG, "{start}");
+        let transaction_id = confirmed_transaction_id(&mut csms);
+        // A second remote start on the busy connector is Rejected.
+        let status = csms.command(
+            &format!("remote_start 1 {REMOTE_TAG}"),
+            "RemoteStartTransaction",
+        );
+        assert_eq!(status, "Rejected");
+
+        // TriggerMessage MeterValues: Accepted, and a reading with context Trigger.
+        let from = csms.mark();
+        let status = csms.command("trigger MeterValues 1", "TriggerMessage");
+        assert_eq!(status, "Accepted");
+        let triggered = csms.call_from(from, "MeterValues", |p| {
+            p["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+        });
+        assert_eq!(triggered["payload"]["transactionId"], transaction_id);
+
+        // UnlockConnector during the transaction: the session ramps down and stops with
+        // UnlockCommand, then the lock opens and the answer is Unlocked.
+        let status = csms.command("unlock 1", "UnlockConnector");
+        assert_eq!(status, "Unlocked");
+        let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
+        assert_eq!(stop["payload"]["reason"], "UnlockCommand", "{stop}");
+        let s = rig.state().await;
+        assert_eq!(gun(&s, 0)["energised"], false, "{}", describe_gun(&s, 0));
+        act(&rig.world, Action::Unplug { gun: 0 }).await;
+
+        // A Soft reset: Accepted, the connection closes and the charge point boots again.
+        let from = csms.mark();
+        let status = csms.command("reset Soft", "Reset");
+        assert_eq!(status, "Accepted");
+        csms.wait_for_from(from, "the reset's disconnect", |v| {
+            v["event"] == "disconnected" && v["cp"] == "RH-DEMO-A"
+        });
+        csms.call_from(from, "BootNotification", |_| true);
+        assert_no_violations(&rig.world).await;
+    })
+    .await;
+}
+
+/// The CSMS dies while gun 0 charges. Offline, gun 0's session ends (its Stop waits in
+/// the journal), and a card the charge point has cached starts a session on gun 1,
+/// whose Start, MeterValues and Stop wait too. A new CSMS on the same port gets all of
+/// them after the BootNotification, in order, with the transactionId it gave the offline
+/// Start mapped into that transaction's MeterValues and Stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csms_outage_with_transactions_running_through_it() {
+    bounded(async {
+        let mut csms = Csms::start(&[CARD]);
+        let port = csms.port();
+        let (text, config) = demo_with_csms(&csms.url());
+        let rig = Rig::start("ocpp-outage", config, Some(&text), "ocpp").await;
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 2 && p["status"] == "Available"
+        });
+        // Online: the card is authorised (and cached), gun 0 charges.
+        present_accepted_card(&rig, &mut csms).await;
+        rig.start_charging(ev(0, 30.0, 80.0, 75.0)).await;
+        let first_id = confirmed_transaction_id(&mut csms);
+        csms.call("MeterValues", |p| p["transactionId"] == first_id);
+
+        // The CSMS dies.
+        csms.kill();
+        let outage_began = unix_now();
+
+        // Offline, gun 0's session ends: its EV's control pilot fails.
+        let pilot = inject(&rig.world, FaultKind::PilotError, 0, "").await;
+        rig.wait_sim("gun 0 de-energised", |s| {
+            if gun(s, 0)["energised"] == false {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 0))
+            }
+        })
+        .await;
+        act(&rig.world, Action::ClearFault { id: pilot }).await;
+
+        // Offline, the cached card starts gun 1, which charges for a while.
+        act(
+            &rig.world,
+            Action::Rfid {
+                gun: 1,
+                id_tag: CARD.into(),
+            },
+        )
+        .await;
+        rig.wait_sim("param 20 Accepted at gun 1's PLC (from the cache)", |s| {
+            if gun(s, 1)["auth"] == "Accepted" {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 1))
+            }
+        })
+        .await;
+        rig.start_charging(ev(1, 30.0, 80.0, 75.0)).await;
+        // Two seconds of charging: two or more 1 s meter samples wait in the journal.
+        let energised_at = unix_now();
+        rig.wait_sim("gun 1 charging for 2 s", |s| {
+            if unix_now() - energised_at >= 2.0 && gun(s, 1)["energised"] == true {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 1))
+            }
+        })
+        .await;
+        let pilot = inject(&rig.world, FaultKind::PilotError, 1, "").await;
+        rig.wait_sim("gun 1 de-energised", |s| {
+            if gun(s, 1)["energised"] == false {
+                Ok(())
+            } else {
+                Err(describe_gun(s, 1))
+            }
+        })
+        .await;
+        act(&rig.world, Action::ClearFault { id: pilot }).await;
+        let outage_ended = unix_now();
+
+        // A new CSMS where the old one was; its transaction ids start at 100.
+        let mut csms = Csms::start_on(port, &[CARD], &["--first-transaction-id", "100"]);
+        csms.call("BootNotification", |_| true);
+        let stop_first = csms.call("StopTransaction", |p| p["transactionId"] == first_id);
+        let start_offline = csms.call("StartTransaction", |p| p["connectorId"] == 2);
+        assert_eq!(start_offline["payload"]["idTag"], CARD);
+        let offline_id = confirmed_transaction_id(&mut csms);
+        assert_eq!(offline_id, 100);
+        let stop_offline = csms.call("StopTransaction", |p| p["transactionId"] == offline_id);
+        let samples: Vec<Value> = csms
+            .calls("MeterValues")
+            .into_iter()
+            .filter(|v| v["payload"]["transactionId"] == offline_id)
+            .collect();
+        assert!(samples.len() >= 2, "offline samples: {samples:?}");
+
+        // Order: the older transaction's Stop, then the offline Start, its samples, its
+        // Stop; nothing of them was sent before the new CSMS's BootNotification answer.
+        let position = |line: &Value| {
+            csms.seen
+                .iter()
+                .position(|v| v == line)
+                .expect("a line seen")
+        };
+        assert!(position(&stop_first) < position(&start_offline));
+        assert!(samples.iter().all(|m| position(m) > position(&start_offline)));
+        assert!(samples.iter().all(|m| position(m) < position(&stop_offline)));
+        // Their timestamps are those of the outage, not of the delivery.
+        for line in [&stop_first, &start_offline, &stop_offline] {
+            let at = unix(&line["payload"]["timestamp"]);
+            assert!(
+                (outage_began - 1.0..=outage_ended + 1.0).contains(&at),
+                "{at} outside the outage [{outage_began}, {outage_ended}]: {line}"
+            );
+        }
+        for sample in &samples {
+            let at = unix(&sample["payload"]["meterValue"][0]["timestamp"]);
+            assert!((outage_began - 1.0..=outage_ended + 1.0).contains(&at), "{sample}");
+        }
+        let starts = csms.calls("StartTransaction").len();
+        assert_eq!(starts, 1, "only the offline Start is new to this CSMS");
+        println!(
+            "outage of {:.1} s: delivered after reconnect: Stop {first_id}, Start → {offline_id}, {} MeterValues, Stop {offline_id}",
+            outage_ended - outage_began,
+            samples.len()
+        );
+        assert_no_violations(&rig.world).await;
+    })
+    .await;
+}
