@@ -8,7 +8,19 @@
 //! ```
 //!
 //! `--csms URL` replaces every dispenser's `csms_url` and implies `--auth ocpp` (unless
-//! `--auth` says otherwise).
+//! `--auth` says otherwise). It keeps each dispenser's security settings
+//! (`security_profile`, `csms_password_file`, `csms_ca_file`): the flag moves the CSMS,
+//! not the credentials. The URL must fit them as the config's own would — `ws://` for
+//! profile 1, `wss://` for profile 2 or with a CA file — and is checked here, at start.
+//!
+//! A dispenser's `csms_password_file` is read here too, so that a missing secret stops
+//! the node at start instead of failing every reconnect. The AuthorizationKey (the Basic
+//! auth password, OCPP 1.6 Security Whitepaper §2) is the whole file less one trailing
+//! newline (`\n` or `\r\n`): non-empty printable ASCII, `:` included (RFC 7617 §2 forbids
+//! it only in the user id, the identity, which the transport checks). The whitepaper has
+//! the CSMS set keys of 16 to 40 bytes; other lengths are accepted, since the CSMS is the
+//! judge of its keys. The key never appears in an error, a log or a `Debug` print
+//! ([`SecurityProfile`]'s `Debug` redacts it).
 //!
 //! A flag replaces the config's value; a repeatable flag given at least once replaces the
 //! whole list. Errors name what is wrong and where it came from (the flag, or the config
@@ -16,12 +28,15 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use ringhub_proto::config::{AuthMode, CabinetId, DispenserId, GunId, HubConfig, HubId, Segment};
+use ringhub_proto::config::{
+    AuthMode, CabinetId, CsmsSecurity, DispenserId, GunId, HubConfig, HubId, Segment,
+};
 
 use crate::can::{BusUri, UriError};
+use crate::ocpp::transport::SecurityProfile;
 use crate::store::Store;
 
 /// Values from the command line that replace the config's.
@@ -52,6 +67,11 @@ pub struct OcppDispenser {
     pub identity: String,
     /// The CSMS endpoint without the identity; `None`: the dispenser stays offline.
     pub csms_url: Option<String>,
+    /// Its OCPP security profile, with the password read from its `csms_password_file`
+    /// (the `Debug` of [`SecurityProfile`] redacts it).
+    pub security: SecurityProfile,
+    /// The CAs trusted for `wss://` in place of the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     /// NumberOfConnectors: the highest connector id of its guns, on any cabinet.
     pub connectors: u32,
     /// This node's guns on it, with their OCPP connector ids.
@@ -95,6 +115,11 @@ pub enum Source {
         cabinet: String,
         field: &'static str,
     },
+    /// A field of a dispenser in the hub config.
+    Dispenser {
+        dispenser: String,
+        field: &'static str,
+    },
 }
 
 impl fmt::Display for Source {
@@ -103,6 +128,9 @@ impl fmt::Display for Source {
             Self::Flag(flag) => write!(f, "flag {flag}"),
             Self::Config { cabinet, field } => {
                 write!(f, "hub config cabinets[{cabinet}].{field}")
+            }
+            Self::Dispenser { dispenser, field } => {
+                write!(f, "hub config dispensers[{dispenser}].{field}")
             }
         }
     }
@@ -134,6 +162,23 @@ pub enum OptionsError {
     /// `--auth` has an unknown value.
     #[error("flag --auth: {0:?} is not one of free, local, ocpp")]
     Auth(String),
+    /// The CSMS URL does not fit the dispenser's security settings (e.g. `--csms ws://`
+    /// with profile 2).
+    #[error("{source_of}: CSMS URL {url:?} for dispenser {dispenser}: {reason}")]
+    CsmsUrl {
+        source_of: Source,
+        dispenser: String,
+        url: String,
+        reason: String,
+    },
+    /// A dispenser's password file cannot be read or holds no usable AuthorizationKey.
+    /// The message never quotes the file's content.
+    #[error("{source_of}: {}: {reason}", path.display())]
+    PasswordFile {
+        source_of: Source,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// Parses `--auth free|local|ocpp` (for clap's `value_parser`).
@@ -191,39 +236,70 @@ impl NodeOptions {
         check_endpoints(&zenoh_connect, &connect_source)?;
 
         let segments: Vec<Segment> = config.segments_of(&cabinet.id).cloned().collect();
-        let dispensers = config
-            .dispensers
-            .iter()
-            .filter_map(|dispenser| {
-                let guns: Vec<(GunId, u32)> = segments
-                    .iter()
-                    .filter_map(|s| s.gun.as_ref())
-                    .filter(|g| g.dispenser == dispenser.id)
-                    .map(|g| (g.id, g.connector.0))
-                    .collect();
-                if guns.is_empty() {
-                    return None;
-                }
-                let connectors = config
-                    .segments
-                    .iter()
-                    .filter_map(|s| s.gun.as_ref())
-                    .filter(|g| g.dispenser == dispenser.id)
-                    .map(|g| g.connector.0)
-                    .max()
-                    .unwrap_or(0);
-                Some(OcppDispenser {
-                    id: dispenser.id.clone(),
-                    identity: dispenser.ocpp_identity.clone(),
-                    csms_url: overrides
-                        .csms
-                        .clone()
-                        .or_else(|| dispenser.csms_url.clone()),
-                    connectors,
-                    guns,
+        let mut dispensers = Vec::new();
+        for dispenser in &config.dispensers {
+            let guns: Vec<(GunId, u32)> = segments
+                .iter()
+                .filter_map(|s| s.gun.as_ref())
+                .filter(|g| g.dispenser == dispenser.id)
+                .map(|g| (g.id, g.connector.0))
+                .collect();
+            if guns.is_empty() {
+                continue;
+            }
+            let connectors = config
+                .segments
+                .iter()
+                .filter_map(|s| s.gun.as_ref())
+                .filter(|g| g.dispenser == dispenser.id)
+                .map(|g| g.connector.0)
+                .max()
+                .unwrap_or(0);
+            let dispenser_field = |field: &'static str| Source::Dispenser {
+                dispenser: dispenser.id.to_string(),
+                field,
+            };
+            let (csms_url, url_source) = match &overrides.csms {
+                Some(url) => (Some(url.clone()), Source::Flag("--csms")),
+                None => (dispenser.csms_url.clone(), dispenser_field("csms_url")),
+            };
+            if let Some(url) = &csms_url {
+                let ca_file = dispenser.csms_ca_file.is_some();
+                check_scheme(url, &dispenser.security, ca_file).map_err(|reason| {
+                    OptionsError::CsmsUrl {
+                        source_of: url_source,
+                        dispenser: dispenser.id.to_string(),
+                        url: url.clone(),
+                        reason,
+                    }
+                })?;
+            }
+            let password = |path: &Path| {
+                read_authorization_key(path).map_err(|reason| OptionsError::PasswordFile {
+                    source_of: dispenser_field("csms_password_file"),
+                    path: path.to_owned(),
+                    reason,
                 })
-            })
-            .collect();
+            };
+            let security = match &dispenser.security {
+                CsmsSecurity::Unsecured => SecurityProfile::Unsecured,
+                CsmsSecurity::BasicAuth { password_file } => SecurityProfile::BasicAuth {
+                    password: password(password_file)?,
+                },
+                CsmsSecurity::TlsBasicAuth { password_file } => SecurityProfile::TlsBasicAuth {
+                    password: password(password_file)?,
+                },
+            };
+            dispensers.push(OcppDispenser {
+                id: dispenser.id.clone(),
+                identity: dispenser.ocpp_identity.clone(),
+                csms_url,
+                security,
+                ca_file: dispenser.csms_ca_file.clone(),
+                connectors,
+                guns,
+            });
+        }
         let auth = match (overrides.auth, &overrides.csms) {
             (Some(auth), _) => auth,
             (None, Some(_)) => AuthMode::Ocpp,
@@ -251,6 +327,48 @@ impl NodeOptions {
     pub fn store_path(&self) -> PathBuf {
         Store::path_in(&self.data_dir)
     }
+}
+
+/// Checks that a CSMS URL fits the dispenser's security settings, as the config checks
+/// its own `csms_url` (this catches `--csms`): profile 1 over `ws://`; profile 2, and any
+/// CA file, over `wss://`.
+fn check_scheme(url: &str, security: &CsmsSecurity, ca_file: bool) -> Result<(), String> {
+    let tls = url.starts_with("wss://");
+    match security {
+        CsmsSecurity::BasicAuth { .. } if !url.starts_with("ws://") => Err(
+            "its security_profile = 1 is Basic auth over plain ws://; wss:// is profile 2".into(),
+        ),
+        CsmsSecurity::TlsBasicAuth { .. } if !tls => Err(
+            "its security_profile = 2 sends the password over TLS only: the URL must be wss://"
+                .into(),
+        ),
+        _ if ca_file && !tls => Err("its csms_ca_file is used only over wss://".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Reads an AuthorizationKey file (see the module docs): the whole file less one trailing
+/// newline, non-empty printable ASCII. The error says what is wrong without quoting the
+/// content.
+fn read_authorization_key(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let key = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(&bytes);
+    if key.is_empty() {
+        return Err(
+            "is empty: it must hold the AuthorizationKey (the Basic auth password)".to_owned(),
+        );
+    }
+    if let Some(at) = key.iter().position(|b| !(b' '..=b'~').contains(b)) {
+        return Err(format!(
+            "byte {at} of the AuthorizationKey is not printable ASCII (the key is the whole \
+             file less one trailing newline)"
+        ));
+    }
+    // Printable ASCII is UTF-8.
+    String::from_utf8(key.to_vec()).map_err(|e| e.to_string())
 }
 
 /// Checks that each endpoint parses as a Zenoh endpoint and is TCP.
@@ -344,6 +462,8 @@ mod tests {
                 id: "disp-a".parse().expect("id"),
                 identity: "RH-DEMO-A".into(),
                 csms_url: None,
+                security: SecurityProfile::Unsecured,
+                ca_file: None,
                 connectors: 2,
                 guns: vec![(GunId(0), 1), (GunId(1), 2)],
             }],
@@ -441,6 +561,169 @@ mod tests {
             err.to_string(),
             "hub config cabinets[cab-a].zenoh_listen: the node needs at least one Zenoh listen endpoint"
         );
+    }
+
+    /// A fresh directory for one test's files, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("ringhub-options-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create the scratch dir");
+            Self(dir)
+        }
+
+        /// Writes `content` to `name` and returns its path.
+        fn file(&self, name: &str, content: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, content).expect("write a scratch file");
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The demo hub with disp-a (on cab-a) on profile 2 toward `wss://csms/ocpp`, its
+    /// password in `password_file`, trusting `ca.pem`.
+    fn demo_with_profile_2(password_file: PathBuf) -> HubConfig {
+        let mut config = demo();
+        let disp_a = &mut config.dispensers[0];
+        assert_eq!(disp_a.id.as_str(), "disp-a");
+        disp_a.csms_url = Some("wss://csms/ocpp".into());
+        disp_a.security = CsmsSecurity::TlsBasicAuth { password_file };
+        disp_a.csms_ca_file = Some("/etc/ringhub/ca.pem".into());
+        config
+    }
+
+    /// The options of cab-a, or their error as text.
+    fn resolve_cab_a(config: &HubConfig, overrides: Overrides) -> Result<OcppDispenser, String> {
+        NodeOptions::resolve(config, "cab-a", overrides)
+            .map(|mut o| o.dispensers.remove(0))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn security_comes_from_the_config_and_the_password_file() {
+        let scratch = Scratch::new("security");
+        // The key may hold ':' and spaces; one trailing newline is not part of it.
+        let key = scratch.file("disp-a.key", "s3cret: with colon\n");
+        let dispenser =
+            resolve_cab_a(&demo_with_profile_2(key), Overrides::default()).expect("resolve");
+        assert_eq!(
+            dispenser.security,
+            SecurityProfile::TlsBasicAuth {
+                password: "s3cret: with colon".into()
+            }
+        );
+        assert_eq!(dispenser.ca_file, Some("/etc/ringhub/ca.pem".into()));
+        assert_eq!(dispenser.csms_url.as_deref(), Some("wss://csms/ocpp"));
+        let printed = format!("{dispenser:?}");
+        assert!(
+            !printed.contains("s3cret"),
+            "Debug leaks the key: {printed}"
+        );
+
+        // A CRLF ending is one newline too; profile 1 maps to BasicAuth.
+        let key = scratch.file("crlf.key", "pw\r\n");
+        let mut config = demo();
+        config.dispensers[0].security = CsmsSecurity::BasicAuth { password_file: key };
+        let dispenser = resolve_cab_a(&config, Overrides::default()).expect("resolve");
+        assert_eq!(
+            dispenser.security,
+            SecurityProfile::BasicAuth {
+                password: "pw".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_csms_flag_keeps_the_security_settings() {
+        let scratch = Scratch::new("flag");
+        let key = scratch.file("disp-a.key", "s3cret");
+        let overrides = |url: &str| Overrides {
+            csms: Some(url.into()),
+            ..Overrides::default()
+        };
+        let config = demo_with_profile_2(key);
+        let dispenser =
+            resolve_cab_a(&config, overrides("wss://other:9443/ocpp")).expect("resolve");
+        assert_eq!(dispenser.csms_url.as_deref(), Some("wss://other:9443/ocpp"));
+        assert_eq!(
+            dispenser.security,
+            SecurityProfile::TlsBasicAuth {
+                password: "s3cret".into()
+            }
+        );
+        assert_eq!(dispenser.ca_file, Some("/etc/ringhub/ca.pem".into()));
+
+        assert_eq!(
+            resolve_cab_a(&config, overrides("ws://other:9000/ocpp")).unwrap_err(),
+            "flag --csms: CSMS URL \"ws://other:9000/ocpp\" for dispenser disp-a: its \
+             security_profile = 2 sends the password over TLS only: the URL must be wss://"
+        );
+        let mut profile_0 = demo();
+        profile_0.dispensers[0].csms_ca_file = Some("ca.pem".into());
+        assert_eq!(
+            resolve_cab_a(&profile_0, overrides("ws://other:9000/ocpp")).unwrap_err(),
+            "flag --csms: CSMS URL \"ws://other:9000/ocpp\" for dispenser disp-a: its \
+             csms_ca_file is used only over wss://"
+        );
+        let mut profile_1 = demo();
+        profile_1.dispensers[0].security = CsmsSecurity::BasicAuth {
+            password_file: scratch.0.join("disp-a.key"),
+        };
+        assert_eq!(
+            resolve_cab_a(&profile_1, overrides("wss://other:9443/ocpp")).unwrap_err(),
+            "flag --csms: CSMS URL \"wss://other:9443/ocpp\" for dispenser disp-a: its \
+             security_profile = 1 is Basic auth over plain ws://; wss:// is profile 2"
+        );
+    }
+
+    #[test]
+    fn an_unusable_password_file_is_named() {
+        let scratch = Scratch::new("unusable");
+        let missing = scratch.0.join("missing.key");
+        let error =
+            resolve_cab_a(&demo_with_profile_2(missing.clone()), Overrides::default()).unwrap_err();
+        let prefix = format!(
+            "hub config dispensers[disp-a].csms_password_file: {}: cannot read it: ",
+            missing.display()
+        );
+        assert!(error.starts_with(&prefix), "{error}");
+
+        for (name, content) in [("empty.key", ""), ("newline.key", "\n")] {
+            let path = scratch.file(name, content);
+            assert_eq!(
+                resolve_cab_a(&demo_with_profile_2(path.clone()), Overrides::default())
+                    .unwrap_err(),
+                format!(
+                    "hub config dispensers[disp-a].csms_password_file: {}: is empty: it must \
+                     hold the AuthorizationKey (the Basic auth password)",
+                    path.display()
+                )
+            );
+        }
+
+        // Only one newline is trimmed; what is left must be printable, and is not quoted.
+        let path = scratch.file("two-lines.key", "s3cret\n\n");
+        let error =
+            resolve_cab_a(&demo_with_profile_2(path.clone()), Overrides::default()).unwrap_err();
+        assert_eq!(
+            error,
+            format!(
+                "hub config dispensers[disp-a].csms_password_file: {}: byte 6 of the \
+                 AuthorizationKey is not printable ASCII (the key is the whole file less one \
+                 trailing newline)",
+                path.display()
+            )
+        );
+        assert!(!error.contains("s3cret"));
     }
 
     #[test]

@@ -73,6 +73,30 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
         csms.call("StatusNotification", |p| {
             p["connectorId"] == 1 && p["status"] == "Available"
         });
+        // Connector 0, the dispenser itself, follows ChangeAvailability of connector 0.
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 0 && p["status"] == "Available"
+        });
+        let from = csms.mark();
+        assert_eq!(
+            csms.command("change_availability 0 Inoperative", "ChangeAvailability"),
+            "Accepted"
+        );
+        for connector in [0, 1, 2] {
+            csms.call_from(from, "StatusNotification", |p| {
+                p["connectorId"] == connector && p["status"] == "Unavailable"
+            });
+        }
+        let from = csms.mark();
+        assert_eq!(
+            csms.command("change_availability 0 Operative", "ChangeAvailability"),
+            "Accepted"
+        );
+        for connector in [0, 1, 2] {
+            csms.call_from(from, "StatusNotification", |p| {
+                p["connectorId"] == connector && p["status"] == "Available"
+            });
+        }
 
         // The Local Authorization List: stored, and its version reported.
         let status = csms.command(
@@ -140,17 +164,82 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
         assert_eq!(status, "Unlocked");
         let stop = csms.call("StopTransaction", |p| p["transactionId"] == transaction_id);
         assert_eq!(stop["payload"]["reason"], "UnlockCommand", "{stop}");
+        // Its transactionData: the Begin and End readings of StopTxnSampledData (by
+        // default the energy register, in Wh; 10 Wh steps, so this short session may
+        // show none), in order.
+        let data = stop["payload"]["transactionData"]
+            .as_array()
+            .expect("transactionData");
+        let readings: Vec<(&str, f64)> = data
+            .iter()
+            .map(|m| {
+                let v = &m["sampledValue"][0];
+                assert_eq!(v["measurand"], "Energy.Active.Import.Register", "{m}");
+                (
+                    v["context"].as_str().expect("context"),
+                    v["value"]
+                        .as_str()
+                        .and_then(|x| x.parse().ok())
+                        .expect("Wh"),
+                )
+            })
+            .collect();
+        assert_eq!(readings.len(), 2, "{data:?}");
+        assert_eq!(
+            (readings[0].0, readings[1].0),
+            ("Transaction.Begin", "Transaction.End")
+        );
+        assert!(
+            readings[1].1 >= readings[0].1,
+            "a register only grows: {readings:?}"
+        );
+        assert_eq!(
+            data[1]["timestamp"], stop["payload"]["timestamp"],
+            "End is the stop"
+        );
         let s = rig.state().await;
         assert_eq!(gun(&s, 0)["energised"], false, "{}", describe_gun(&s, 0));
         act(&rig.world, Action::Unplug { gun: 0 }).await;
+
+        // AuthorizeRemoteTxRequests: a remote idTag goes through Authorize first; one the
+        // CSMS refuses never reaches the gun, the next accepted one does.
+        let status = csms.command(
+            "change_configuration AuthorizeRemoteTxRequests true",
+            "ChangeConfiguration",
+        );
+        assert_eq!(status, "Accepted");
+        let from = csms.mark();
+        let status = csms.command("remote_start 2 STRANGER", "RemoteStartTransaction");
+        assert_eq!(status, "Accepted");
+        csms.call_from(from, "Authorize", |p| p["idTag"] == "STRANGER");
+        let status = csms.command(
+            &format!("remote_start 2 {REMOTE_TAG}"),
+            "RemoteStartTransaction",
+        );
+        assert_eq!(status, "Accepted");
+        csms.call_from(from, "Authorize", |p| p["idTag"] == REMOTE_TAG);
+        csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 2 && p["status"] == "Preparing"
+        });
+        rig.start_charging(ev(1, 30.0, 80.0, 75.0)).await;
+        let start = csms.call_from(from, "StartTransaction", |p| p["connectorId"] == 2);
+        assert_eq!(start["payload"]["idTag"], REMOTE_TAG, "{start}");
 
         // A Soft reset: Accepted, the connection closes and the charge point boots again.
         let from = csms.mark();
         let status = csms.command("reset Soft", "Reset");
         assert_eq!(status, "Accepted");
-        csms.wait_for_from(from, "the reset's disconnect", |v| {
+        // The session on gun 1 stops with SoftReset before the connection closes.
+        let stop = csms.call_from(from, "StopTransaction", |_| true);
+        assert_eq!(stop["payload"]["reason"], "SoftReset", "{stop}");
+        let disconnect = csms.wait_for_from(from, "the reset's disconnect", |v| {
             v["event"] == "disconnected" && v["cp"] == "RH-DEMO-A"
         });
+        let position = |line: &Value| csms.seen.iter().position(|v| v == line);
+        assert!(
+            position(&stop) < position(&disconnect),
+            "a Soft reset delivers the Stop first"
+        );
         csms.call_from(from, "BootNotification", |_| true);
         assert_no_violations(&rig.world).await;
     })

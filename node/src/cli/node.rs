@@ -38,7 +38,8 @@ pub struct NodeArgs {
     #[arg(long, value_parser = parse_auth)]
     pub auth: Option<AuthMode>,
     /// The CSMS (ws:// or wss://) of every dispenser on this cabinet, in place of the
-    /// config's `csms_url`; implies `--auth ocpp`.
+    /// config's `csms_url`; implies `--auth ocpp`. The dispensers keep their configured
+    /// security profile, password file and CA.
     #[arg(long)]
     pub csms: Option<String>,
 }

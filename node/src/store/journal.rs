@@ -1095,7 +1095,7 @@ mod tests {
                 .expect("meter values");
             cp.start_transaction(2, tag(), 2000, timestamp(10), now)
                 .expect("start 2");
-            cp.stop_transaction(1, 5000, Reason::Local, timestamp(600), now)
+            cp.stop_transaction(1, 5000, Reason::Local, timestamp(600), vec![], now)
                 .expect("stop 1");
             assert_eq!(cp.pending_transaction_messages(), 4);
             (cp.journal().load().expect("load"), cp.open_transactions())

@@ -9,7 +9,8 @@
 //!  [[segments]]     in ring order: id = position, cabinet, plc_slot, tie
 //!    [segments.gun]         id, ratings, dispenser, connector   (none: module-only)
 //!    [[segments.modules]]   id, address, ratings                (none: gun-only)
-//!  [[dispensers]]   id, ocpp_identity, csms_url
+//!  [[dispensers]]   id, ocpp_identity, csms_url,
+//!                   security_profile, csms_password_file, csms_ca_file
 //! ```
 //!
 //! Segment `i`'s tie joins it to segment `i + 1`; the last segment's tie closes the ring
@@ -19,6 +20,12 @@
 //! It is done in two layers: serde reads the text into `raw` types that keep every value's
 //! byte span, and `validate` checks them and builds the typed model below. Every refusal
 //! is a [`ConfigError`] naming the file, the line and the field path.
+//!
+//! File paths a dispenser names (`csms_password_file`, `csms_ca_file`) are relative to the
+//! config file's directory when the config is [loaded](HubConfig::load), so that a hub's
+//! secrets can sit next to its config wherever the node is started from; a text given to
+//! [`HubConfig::parse`] has no directory and keeps them as written (relative to the
+//! working directory). The files themselves are read by the node, not here.
 
 mod error;
 mod ids;
@@ -197,6 +204,69 @@ pub struct Dispenser {
     pub ocpp_identity: String,
     /// The CSMS to connect to (`ws://` or `wss://`); `None` when none is configured.
     pub csms_url: Option<String>,
+    /// How it proves itself to the CSMS (`security_profile`, `csms_password_file`).
+    pub security: CsmsSecurity,
+    /// The CAs trusted for `wss://` in place of the public roots (an operator's private
+    /// PKI); `None`: the Mozilla roots.
+    pub csms_ca_file: Option<PathBuf>,
+}
+
+/// An OCPP 1.6 security profile a dispenser may use toward its CSMS (OCPP 1.6 Security
+/// Whitepaper, edition 3, §2). Profile 3 (TLS client certificates) is not supported.
+///
+/// The config holds where the password is, never the password: secrets do not belong in
+/// a file that is copied to every cabinet and kept in version control.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CsmsSecurity {
+    /// Profile 0: no credentials, for labs and tests.
+    #[default]
+    Unsecured,
+    /// Profile 1: HTTP Basic auth over `ws://`.
+    BasicAuth {
+        /// The file holding the AuthorizationKey (the Basic auth password).
+        password_file: PathBuf,
+    },
+    /// Profile 2: HTTP Basic auth over `wss://` (TLS).
+    TlsBasicAuth {
+        /// The file holding the AuthorizationKey (the Basic auth password).
+        password_file: PathBuf,
+    },
+}
+
+impl CsmsSecurity {
+    /// The profile's number, as `security_profile` writes it.
+    pub fn profile(&self) -> u8 {
+        match self {
+            Self::Unsecured => 0,
+            Self::BasicAuth { .. } => 1,
+            Self::TlsBasicAuth { .. } => 2,
+        }
+    }
+
+    /// The password file, if the profile sends a password.
+    pub fn password_file(&self) -> Option<&Path> {
+        match self {
+            Self::Unsecured => None,
+            Self::BasicAuth { password_file } | Self::TlsBasicAuth { password_file } => {
+                Some(password_file)
+            }
+        }
+    }
+
+    /// Whether the profile needs TLS (`wss://`).
+    pub fn needs_tls(&self) -> bool {
+        matches!(self, Self::TlsBasicAuth { .. })
+    }
+
+    /// The password file, by mutable reference, to rebase it.
+    fn password_file_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            Self::Unsecured => None,
+            Self::BasicAuth { password_file } | Self::TlsBasicAuth { password_file } => {
+                Some(password_file)
+            }
+        }
+    }
 }
 
 /// The two segments next to one around the ring.
@@ -224,7 +294,28 @@ impl HubConfig {
             field: String::new(),
             message: format!("cannot read the file: {e}"),
         })?;
-        Self::parse(&text, &origin)
+        let mut config = Self::parse(&text, &origin)?;
+        if let Some(dir) = path.parent() {
+            config.rebase_files(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes the relative file paths of the dispensers relative to `dir`, the config
+    /// file's directory (see the module docs).
+    fn rebase_files(&mut self, dir: &Path) {
+        for dispenser in &mut self.dispensers {
+            let files = dispenser
+                .security
+                .password_file_mut()
+                .into_iter()
+                .chain(dispenser.csms_ca_file.as_mut());
+            for file in files {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
     }
 
     /// The demo hub ([`DEMO_TOML`]).

@@ -136,4 +136,11 @@ pub(super) struct RawDispenser {
     pub(super) ocpp_identity: Spanned<String>,
     /// The CSMS WebSocket URL.
     pub(super) csms_url: Option<Spanned<String>>,
+    /// The OCPP 1.6 security profile, 0 when left out; signed so that `-1` gets our
+    /// message rather than serde's.
+    pub(super) security_profile: Option<Spanned<i64>>,
+    /// The file holding the Basic auth password (profiles 1 and 2).
+    pub(super) csms_password_file: Option<Spanned<String>>,
+    /// A PEM file of the CAs trusted for `wss://`.
+    pub(super) csms_ca_file: Option<Spanned<String>>,
 }

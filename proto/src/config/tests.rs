@@ -512,3 +512,185 @@ fn local_auth_needs_its_list_and_only_it_has_one() {
         "t.toml:9: cabinets[0].local_auth_list: is used only with auth = \"local\""
     );
 }
+
+// ---- CSMS security --------------------------------------------------------------------
+
+/// `BASE` with `lines` added to its dispenser: the first added line is line 54.
+fn dispenser_with(lines: &str) -> String {
+    format!("{BASE}{lines}")
+}
+
+#[test]
+fn security_profiles_parse() {
+    let hub = HubConfig::parse(BASE, "t.toml").unwrap();
+    assert_eq!(hub.dispensers[0].security, CsmsSecurity::Unsecured);
+    assert_eq!(hub.dispensers[0].csms_ca_file, None);
+    assert!(
+        HubConfig::demo()
+            .dispensers
+            .iter()
+            .all(|d| d.security == CsmsSecurity::Unsecured && d.csms_ca_file.is_none()),
+        "the demo hub connects without credentials"
+    );
+
+    let text = dispenser_with(
+        "csms_url = \"ws://csms/ocpp\"\nsecurity_profile = 1\ncsms_password_file = \"/etc/rh/a.key\"\n",
+    );
+    let dispenser = &HubConfig::parse(&text, "t.toml").unwrap().dispensers[0];
+    assert_eq!(
+        dispenser.security,
+        CsmsSecurity::BasicAuth {
+            password_file: "/etc/rh/a.key".into()
+        }
+    );
+    assert_eq!(dispenser.security.profile(), 1);
+
+    let text = dispenser_with(
+        "csms_url = \"wss://csms/ocpp\"\nsecurity_profile = 2\ncsms_password_file = \"a.key\"\n\
+         csms_ca_file = \"ca.pem\"\n",
+    );
+    let dispenser = &HubConfig::parse(&text, "t.toml").unwrap().dispensers[0];
+    assert_eq!(dispenser.security.password_file(), Some(Path::new("a.key")));
+    assert!(dispenser.security.needs_tls());
+    assert_eq!(dispenser.csms_ca_file, Some(PathBuf::from("ca.pem")));
+
+    // Without a csms_url (it may come from the node's --csms flag) the profile stands.
+    let text = dispenser_with("security_profile = 2\ncsms_password_file = \"a.key\"\n");
+    let dispenser = &HubConfig::parse(&text, "t.toml").unwrap().dispensers[0];
+    assert_eq!(dispenser.security.profile(), 2);
+
+    // Profile 0 over wss://: TLS without credentials, with a private CA.
+    let text = dispenser_with(
+        "csms_url = \"wss://csms/ocpp\"\nsecurity_profile = 0\ncsms_ca_file = \"ca.pem\"\n",
+    );
+    let dispenser = &HubConfig::parse(&text, "t.toml").unwrap().dispensers[0];
+    assert_eq!(dispenser.security, CsmsSecurity::Unsecured);
+    assert_eq!(dispenser.csms_ca_file, Some(PathBuf::from("ca.pem")));
+}
+
+#[test]
+fn load_makes_dispenser_files_relative_to_the_config_dir() {
+    let dir = std::env::temp_dir().join(format!("ringhub-config-rel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hub.toml");
+    let text = dispenser_with(
+        "csms_url = \"wss://csms/ocpp\"\nsecurity_profile = 2\n\
+         csms_password_file = \"secrets/a.key\"\ncsms_ca_file = \"/etc/rh/ca.pem\"\n",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let loaded = HubConfig::load(&path).unwrap();
+    let dispenser = &loaded.dispensers[0];
+    assert_eq!(
+        dispenser.security.password_file(),
+        Some(dir.join("secrets/a.key").as_path()),
+        "relative: from the config's directory"
+    );
+    assert_eq!(
+        dispenser.csms_ca_file,
+        Some(PathBuf::from("/etc/rh/ca.pem")),
+        "absolute: as written"
+    );
+    // A parsed text has no directory: the paths stay as written.
+    let parsed = HubConfig::parse(&text, "t.toml").unwrap();
+    assert_eq!(
+        parsed.dispensers[0].security.password_file(),
+        Some(Path::new("secrets/a.key"))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unsupported_and_unknown_security_profiles() {
+    assert_eq!(
+        refused(&dispenser_with("security_profile = 3\n")),
+        "t.toml:54: dispensers[0].security_profile: security profile 3 (TLS client \
+         certificates) is not supported: use 2 (Basic auth over wss://)"
+    );
+    for bad in ["4", "-1"] {
+        assert_eq!(
+            refused(&dispenser_with(&format!("security_profile = {bad}\n"))),
+            format!(
+                "t.toml:54: dispensers[0].security_profile: {bad} is not a security profile: \
+                 use 0 (no credentials), 1 (Basic auth over ws://) or 2 (Basic auth over \
+                 wss://)"
+            )
+        );
+    }
+    assert_eq!(
+        refused(&dispenser_with("security_profile = \"2\"\n")),
+        "t.toml:54: dispensers[0].security_profile: invalid type: string \"2\", expected i64"
+    );
+}
+
+#[test]
+fn password_file_goes_with_profiles_1_and_2_only() {
+    for profile in [1, 2] {
+        assert_eq!(
+            refused(&dispenser_with(&format!(
+                "\nsecurity_profile = {profile}\n"
+            ))),
+            format!(
+                "t.toml:55: dispensers[0].security_profile: security_profile = {profile} needs \
+                 csms_password_file, the file holding the AuthorizationKey (the Basic auth \
+                 password)"
+            )
+        );
+    }
+    assert_eq!(
+        refused(&dispenser_with("csms_password_file = \"a.key\"\n")),
+        "t.toml:54: dispensers[0].csms_password_file: is used only with security_profile = 1 \
+         or 2"
+    );
+    assert_eq!(
+        refused(&dispenser_with(
+            "security_profile = 0\ncsms_password_file = \"a.key\"\n"
+        )),
+        "t.toml:55: dispensers[0].csms_password_file: is used only with security_profile = 1 \
+         or 2"
+    );
+    assert_eq!(
+        refused(&dispenser_with(
+            "security_profile = 1\ncsms_password_file = \" \"\n"
+        )),
+        "t.toml:55: dispensers[0].csms_password_file: cannot be empty"
+    );
+}
+
+#[test]
+fn the_url_scheme_follows_the_profile() {
+    assert_eq!(
+        refused(&dispenser_with(
+            "csms_url = \"ws://csms/ocpp\"\nsecurity_profile = 2\ncsms_password_file = \"k\"\n"
+        )),
+        "t.toml:54: dispensers[0].csms_url: security_profile = 2 (line 55) sends the password \
+         over TLS only: the URL must be wss://, not \"ws://csms/ocpp\""
+    );
+    assert_eq!(
+        refused(&dispenser_with(
+            "security_profile = 1\ncsms_password_file = \"k\"\ncsms_url = \"wss://csms/ocpp\"\n"
+        )),
+        "t.toml:56: dispensers[0].csms_url: security_profile = 1 (line 54) is Basic auth over \
+         plain ws://: for \"wss://csms/ocpp\" use security_profile = 2"
+    );
+}
+
+#[test]
+fn ca_file_goes_with_wss_only() {
+    let only_wss = "is used only over wss:// (security_profile = 2, or 0 with a wss:// csms_url)";
+    assert_eq!(
+        refused(&dispenser_with(
+            "csms_url = \"ws://csms/ocpp\"\ncsms_ca_file = \"ca.pem\"\n"
+        )),
+        format!("t.toml:55: dispensers[0].csms_ca_file: {only_wss}")
+    );
+    assert_eq!(
+        refused(&dispenser_with(
+            "security_profile = 1\ncsms_password_file = \"k\"\ncsms_ca_file = \"ca.pem\"\n"
+        )),
+        format!("t.toml:56: dispensers[0].csms_ca_file: {only_wss}")
+    );
+    assert_eq!(
+        refused(&dispenser_with("csms_ca_file = \"\"\n")),
+        "t.toml:54: dispensers[0].csms_ca_file: cannot be empty"
+    );
+}

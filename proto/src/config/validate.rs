@@ -19,8 +19,8 @@ use super::raw::{
     RawCabinet, RawDispenser, RawFile, RawGun, RawHub, RawModule, RawSegment, RawSim,
 };
 use super::{
-    AuthMode, Cabinet, CabinetId, ConfigError, ConnectorId, Dispenser, DispenserId, Gun, GunId,
-    Hub, HubConfig, HubId, Module, ModuleId, Segment, SegmentId, SimConfig,
+    AuthMode, Cabinet, CabinetId, ConfigError, ConnectorId, CsmsSecurity, Dispenser, DispenserId,
+    Gun, GunId, Hub, HubConfig, HubId, Module, ModuleId, Segment, SegmentId, SimConfig,
 };
 use crate::can::{ModuleAddress, PlcSlot};
 use crate::units::{Amps, Kilowatts, Volts};
@@ -365,13 +365,125 @@ impl<'a> Validator<'a> {
                 }
                 None => None,
             };
+            let (security, csms_ca_file) = self.csms_security(raw, &format!("dispensers[{i}]"))?;
             dispensers.push(Dispenser {
                 id,
                 ocpp_identity: identity.clone(),
                 csms_url,
+                security,
+                csms_ca_file,
             });
         }
         Ok(dispensers)
+    }
+
+    /// A dispenser's security profile, password file and CA file, checked against each
+    /// other and against its `csms_url` (already known to be `ws://` or `wss://`). Profile
+    /// 1 is kept to `ws://` and profile 2 to `wss://`, so that the number says whether
+    /// the link is encrypted.
+    fn csms_security(
+        &self,
+        raw: &RawDispenser,
+        path: &str,
+    ) -> Result<(CsmsSecurity, Option<PathBuf>)> {
+        let at = |name: &str| format!("{path}.{name}");
+        let profile = raw.security_profile.as_ref().map_or(0, |p| *p.get_ref());
+        if let Some(spanned) = &raw.security_profile {
+            match profile {
+                0..=2 => {}
+                3 => {
+                    return Err(self.error(
+                        spanned,
+                        &at("security_profile"),
+                        "security profile 3 (TLS client certificates) is not supported: use 2 \
+                         (Basic auth over wss://)"
+                            .to_owned(),
+                    ));
+                }
+                other => {
+                    return Err(self.error(
+                        spanned,
+                        &at("security_profile"),
+                        format!(
+                            "{other} is not a security profile: use 0 (no credentials), 1 \
+                             (Basic auth over ws://) or 2 (Basic auth over wss://)"
+                        ),
+                    ));
+                }
+            }
+        }
+
+        let password_file = match &raw.csms_password_file {
+            Some(file) if profile == 0 => {
+                return Err(self.error(
+                    file,
+                    &at("csms_password_file"),
+                    "is used only with security_profile = 1 or 2".to_owned(),
+                ));
+            }
+            Some(file) => Some(PathBuf::from(
+                self.non_empty(file, &at("csms_password_file"))?,
+            )),
+            None => None,
+        };
+        let security = match (profile, password_file, &raw.security_profile) {
+            (1, Some(password_file), _) => CsmsSecurity::BasicAuth { password_file },
+            (2, Some(password_file), _) => CsmsSecurity::TlsBasicAuth { password_file },
+            (1 | 2, None, Some(spanned)) => {
+                return Err(self.error(
+                    spanned,
+                    &at("security_profile"),
+                    format!(
+                        "security_profile = {profile} needs csms_password_file, the file \
+                         holding the AuthorizationKey (the Basic auth password)"
+                    ),
+                ));
+            }
+            // Profile 0: a profile 1 or 2 was written down, so it has a span above.
+            _ => CsmsSecurity::Unsecured,
+        };
+
+        if let (Some(written), Some(url)) = (&raw.security_profile, &raw.csms_url) {
+            let line = self.src.line_of(written.span().start);
+            let tls = url.get_ref().starts_with("wss://");
+            let wrong = match (&security, tls) {
+                (CsmsSecurity::BasicAuth { .. }, true) => Some(format!(
+                    "security_profile = 1 (line {line}) is Basic auth over plain ws://: for \
+                     {:?} use security_profile = 2",
+                    url.get_ref()
+                )),
+                (CsmsSecurity::TlsBasicAuth { .. }, false) => Some(format!(
+                    "security_profile = 2 (line {line}) sends the password over TLS only: the \
+                     URL must be wss://, not {:?}",
+                    url.get_ref()
+                )),
+                _ => None,
+            };
+            if let Some(message) = wrong {
+                return Err(self.error(url, &at("csms_url"), message));
+            }
+        }
+
+        let ca_file = match &raw.csms_ca_file {
+            Some(file) => {
+                let plain_url = raw
+                    .csms_url
+                    .as_ref()
+                    .is_some_and(|url| url.get_ref().starts_with("ws://"));
+                if plain_url || matches!(security, CsmsSecurity::BasicAuth { .. }) {
+                    return Err(self.error(
+                        file,
+                        &at("csms_ca_file"),
+                        "is used only over wss:// (security_profile = 2, or 0 with a wss:// \
+                         csms_url)"
+                            .to_owned(),
+                    ));
+                }
+                Some(PathBuf::from(self.non_empty(file, &at("csms_ca_file"))?))
+            }
+            None => None,
+        };
+        Ok((security, ca_file))
     }
 
     fn segments(

@@ -647,13 +647,15 @@ impl ChargePoint {
 
     /// Stops the transaction on `connector` (§4.10): its StopTransaction is stored in the
     /// journal and sent after everything stored before it, with the CSMS's transactionId.
-    /// `timestamp_now` is the wall-clock stop time.
+    /// `timestamp_now` is the wall-clock stop time; `transaction_data`, the readings the
+    /// Stop carries (StopTxnSampledData, §9.1), none when empty.
     pub fn stop_transaction(
         &mut self,
         connector: u32,
         meter_stop_wh: i32,
         reason: Reason,
         timestamp_now: DateTime,
+        transaction_data: Vec<MeterValue>,
         now: Instant,
     ) -> Result<LocalTxId, TransactionError> {
         let local = self.transactions.stop(
@@ -665,7 +667,7 @@ impl ChargePoint {
                 // Filled in when sent.
                 transaction_id: 0,
                 reason: Some(reason),
-                transaction_data: None,
+                transaction_data: (!transaction_data.is_empty()).then_some(transaction_data),
             },
         )?;
         self.pump(now);

@@ -424,7 +424,7 @@ mod tests {
 
     /// Stops the transaction on connector 1 at 5000 Wh.
     fn stop(cp: &mut ChargePoint, now: Instant) {
-        cp.stop_transaction(1, 5000, Reason::Local, at(600), now)
+        cp.stop_transaction(1, 5000, Reason::Local, at(600), vec![], now)
             .unwrap();
     }
 
@@ -530,7 +530,7 @@ mod tests {
         };
         assert_eq!(id_tag_info.status, AuthorizationStatus::Invalid);
         assert_eq!(cp.open_transactions()[0].transaction_id, Some(9));
-        cp.stop_transaction(1, 1000, Reason::DeAuthorized, at(1), t0 + s(1))
+        cp.stop_transaction(1, 1000, Reason::DeAuthorized, at(1), vec![], t0 + s(1))
             .unwrap();
         let stop = one(&mut cp);
         assert_eq!(stop[3]["transactionId"], 9);
@@ -668,7 +668,7 @@ mod tests {
             Err(TransactionError::UnknownConnector(3))
         );
         assert_eq!(
-            cp.stop_transaction(1, 0, Reason::Local, at(0), t0),
+            cp.stop_transaction(1, 0, Reason::Local, at(0), vec![], t0),
             Err(TransactionError::NoTransaction(1))
         );
         assert_eq!(
@@ -683,7 +683,7 @@ mod tests {
         );
         stop(&mut cp, t0);
         assert_eq!(
-            cp.stop_transaction(1, 0, Reason::Local, at(0), t0),
+            cp.stop_transaction(1, 0, Reason::Local, at(0), vec![], t0),
             Err(TransactionError::NoTransaction(1))
         );
         assert_eq!(cp.pending_transaction_messages(), 2);
@@ -739,7 +739,7 @@ mod tests {
                 transaction_id: Some(11)
             }]
         );
-        cp.stop_transaction(1, 2000, Reason::Reboot, at(5), t0 + s(1))
+        cp.stop_transaction(1, 2000, Reason::Reboot, at(5), vec![], t0 + s(1))
             .unwrap();
         let stop = one(&mut cp);
         assert_eq!(stop[3]["transactionId"], 11);
@@ -761,7 +761,7 @@ mod tests {
         let mut cp = restart(&cp);
         assert!(cp.open_transactions().is_empty(), "already stopped");
         assert_eq!(
-            cp.stop_transaction(1, 0, Reason::Local, at(0), t0),
+            cp.stop_transaction(1, 0, Reason::Local, at(0), vec![], t0),
             Err(TransactionError::NoTransaction(1)),
             "no second Stop"
         );

@@ -53,7 +53,9 @@
 //!   EV) when the EV told it; other measurands are left out. OCPP 1.6 SampledValue has no
 //!   field for the instrument, so the meter the node trusted is given by `location`:
 //!   **Outlet** for the PLC's calibrated meter in the dispenser, **Body** for the
-//!   cabinet's DC shunt. No sample is sent while the node trusts no meter.
+//!   cabinet's DC shunt. No sample is sent while the node trusts no meter. A Stop carries
+//!   the Transaction.Begin and Transaction.End readings of StopTxnSampledData as its
+//!   transactionData.
 //! - **Persistence** (issue 6): each charge point keeps its journal in the node's redb
 //!   store under its identity ([`RedbJournal`]). A journal write is one durable redb
 //!   transaction (an fsync, milliseconds on a disk): every call into the core that can write ([`ChargePoint::handle_text`],
@@ -83,7 +85,9 @@
 //!   running session), and the answer is Scheduled (for connector 0: Scheduled if any gun
 //!   has one). A later change for the same gun replaces a held one. The change is stored
 //!   in the journal before the answer, and applied again at the next start ("persistent
-//!   across reboots"). Connector 0's own StatusNotification is not sent.
+//!   across reboots"). Connector 0 reports the dispenser: Unavailable while connector 0 is
+//!   Inoperative, Faulted while the dispenser's emergency stop holds a gun, else
+//!   Available.
 //!   A session that starts between the Accepted decision and the control task applying
 //!   Inoperative is stopped by it (with reason Remote).
 //! - **RemoteStartTransaction** (§5.11), **Reset** (§5.14), **UnlockConnector** (§5.18),
@@ -114,7 +118,7 @@ use super::charge_point::{
 };
 use super::messages::central_system::ResetType;
 use super::messages::charge_point::{BootNotificationRequest, Reason};
-use super::messages::meter::ReadingContext;
+use super::messages::meter::{MeterValue, ReadingContext};
 use super::messages::{AuthorizationStatus, IdTagInfo};
 use super::rpc::{Frame, SequentialIds};
 use super::transport::{Connection, Reconnector, TransportConfig};
@@ -130,6 +134,8 @@ use crate::store::{RedbJournal, Store};
 const METER_VALUE_SAMPLE_INTERVAL: &str = "MeterValueSampleInterval";
 /// The configuration key with the measurands of those samples.
 const METER_VALUES_SAMPLED_DATA: &str = "MeterValuesSampledData";
+/// The configuration key with the measurands of a Stop's transactionData.
+const STOP_TXN_SAMPLED_DATA: &str = "StopTxnSampledData";
 /// The configuration key with the seconds between clock-aligned readings.
 const CLOCK_ALIGNED_DATA_INTERVAL: &str = "ClockAlignedDataInterval";
 /// The configuration key with the measurands of clock-aligned readings.
@@ -332,8 +338,13 @@ impl Drivers {
                 reset: None,
                 unlocks: Vec::new(),
                 aligned_at: None,
+                faults: BTreeMap::new(),
             };
-            let transport = TransportConfig::new(url.clone(), dispenser.identity.clone());
+            let transport = TransportConfig {
+                security: dispenser.security.clone(),
+                ca_file: dispenser.ca_file.clone(),
+                ..TransportConfig::new(url.clone(), dispenser.identity.clone())
+            };
             tasks.push(tokio::spawn(driver.run(
                 Reconnector::new(transport, ReconnectPolicy::default()),
                 commands,
@@ -490,10 +501,12 @@ struct Driver {
     unlocks: Vec<PendingUnlock>,
     /// When the next clock-aligned reading is due.
     aligned_at: Option<Instant>,
+    /// Per connector: the fault behind its Faulted status, for connector 0's.
+    faults: BTreeMap<u32, LocalFault>,
 }
 
 /// A transaction the driver started.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Running {
     /// Its meterStart, Wh.
     meter_start_wh: i32,
@@ -502,6 +515,9 @@ struct Running {
     /// The driver stopped it (CSMS refused the id tag, Reset, UnlockConnector): the
     /// reason its Stop carries.
     stop_reason: Option<Reason>,
+    /// The Transaction.Begin reading of StopTxnSampledData, for the Stop's
+    /// transactionData.
+    begin: Option<MeterValue>,
 }
 
 impl Driver {
@@ -516,6 +532,7 @@ impl Driver {
         tracing::info!(identity = %self.identity, url = %reconnector.config().url(), "OCPP driver running");
         self.restore_availability();
         self.report_connection_timeout();
+        self.report_dispenser_status(Instant::now());
         self.schedule_aligned(Instant::now());
         let cut = self.cp.open_transactions();
         if !cut.is_empty() {
@@ -649,6 +666,7 @@ impl Driver {
                     meter_stop_wh,
                     self.previous_stop.reason(),
                     timestamp,
+                    Vec::new(),
                     now,
                 )
             });
@@ -818,6 +836,19 @@ impl Driver {
         }
     }
 
+    /// A reading of `connector` for a Stop's transactionData, with the measurands of
+    /// StopTxnSampledData.
+    fn stop_txn_sample(
+        &self,
+        connector: u32,
+        context: ReadingContext,
+        now: Instant,
+    ) -> Option<MeterValue> {
+        let wanted = self.measurands(STOP_TXN_SAMPLED_DATA);
+        let reading = self.reading(self.gun_of(connector)?)?;
+        meter_value(&reading, self.timestamp(now), context, &wanted)
+    }
+
     /// The measurands a `*Data` key lists.
     fn measurands(&self, key: &str) -> Vec<super::messages::meter::Measurand> {
         measurands(self.cp.configuration().get(key).unwrap_or_default())
@@ -839,6 +870,11 @@ impl Driver {
                 fault,
             } => {
                 self.statuses.insert(connector, status);
+                if let Some(fault) = &fault {
+                    self.faults.insert(connector, fault.clone());
+                } else if status != ConnectorStatus::Faulted {
+                    self.faults.remove(&connector);
+                }
                 let (status, error_code, detail) = ocpp_status(status, fault.as_ref());
                 if let Err(error) = self
                     .cp
@@ -846,6 +882,7 @@ impl Driver {
                 {
                     tracing::error!(identity = %self.identity, %error, "status not reported");
                 }
+                self.report_dispenser_status(now);
             }
             DriverCommand::Authorize { gun, token } => match CiString20::new(token.id_tag()) {
                 Ok(id_tag) => {
@@ -881,6 +918,11 @@ impl Driver {
                                 meter_start_wh,
                                 last_sample: now,
                                 stop_reason: None,
+                                begin: self.stop_txn_sample(
+                                    connector,
+                                    ReadingContext::TransactionBegin,
+                                    now,
+                                ),
                             },
                         );
                     }
@@ -904,10 +946,16 @@ impl Driver {
                 let reason = running.stop_reason.unwrap_or(reason);
                 let meter_stop_wh = running.meter_start_wh.saturating_add(energy_wh);
                 let timestamp = self.timestamp(now);
-                match self
-                    .cp
-                    .stop_transaction(connector, meter_stop_wh, reason, timestamp, now)
-                {
+                let end = self.stop_txn_sample(connector, ReadingContext::TransactionEnd, now);
+                let data = running.begin.into_iter().chain(end).collect();
+                match self.cp.stop_transaction(
+                    connector,
+                    meter_stop_wh,
+                    reason,
+                    timestamp,
+                    data,
+                    now,
+                ) {
                     Ok(local) => {
                         tracing::info!(identity = %self.identity, connector, meter_stop_wh, ?reason, local, "transaction stopped");
                     }
@@ -1049,6 +1097,27 @@ impl Driver {
             .iter()
             .find(|r| r.gun == gun)
             .copied()
+    }
+
+    /// Reports connector 0, the dispenser itself (§4.9: Available, Unavailable or
+    /// Faulted): Faulted while the emergency stop of the dispenser holds one of its guns,
+    /// Unavailable while ChangeAvailability made connector 0 Inoperative, else Available.
+    fn report_dispenser_status(&mut self, now: Instant) {
+        let stopped = self
+            .faults
+            .values()
+            .find(|f| f.code == crate::connector::FaultCode::EmergencyStop)
+            .cloned();
+        let (status, error_code, detail) = match stopped {
+            Some(fault) => ocpp_status(ConnectorStatus::Faulted, Some(&fault)),
+            None if self.cp.stored_availability().get(&0) == Some(&false) => {
+                ocpp_status(ConnectorStatus::Unavailable, None)
+            }
+            None => ocpp_status(ConnectorStatus::Available, None),
+        };
+        if let Err(error) = self.cp.set_status(0, status, error_code, detail, now) {
+            tracing::error!(identity = %self.identity, %error, "connector 0 status not reported");
+        }
     }
 
     /// Hands ConnectionTimeOut to the control task for every gun.

@@ -194,6 +194,7 @@ impl Driver {
                 }
             }
             tracing::info!(identity = %self.identity, connector = request.connector_id, available, ?status, "ChangeAvailability");
+            self.report_dispenser_status(Instant::now());
             status
         };
         self.cp
@@ -226,8 +227,8 @@ impl Driver {
 
     /// Reset (§5.14): Accepted; every running session is stopped with reason SoftReset or
     /// HardReset, then the connection to the CSMS is closed and opened again, with a new
-    /// BootNotification: at once for Hard, once the sessions have ended (at most
-    /// [`SOFT_RESET_GRACE`]) for Soft. The node process itself keeps running: it serves
+    /// BootNotification: at once for Hard; for Soft once the sessions have ended and the
+    /// CSMS has confirmed their Stops (at most [`SOFT_RESET_GRACE`]). The node process itself keeps running: it serves
     /// other dispensers, and its sessions are what a restart of the charge point would
     /// cut. Their Stops, journaled, go out after the new boot.
     fn reset(
@@ -261,7 +262,11 @@ impl Driver {
     pub(super) fn reset_due(&self, now: Instant) -> bool {
         self.reset.is_some_and(|reset| match reset.kind {
             ResetType::Hard => true,
-            ResetType::Soft => self.running.is_empty() || now >= reset.deadline,
+            ResetType::Soft => {
+                let settled =
+                    self.running.is_empty() && self.cp.pending_transaction_messages() == 0;
+                settled || now >= reset.deadline
+            }
         })
     }
 
