@@ -33,6 +33,7 @@ use std::str::FromStr;
 
 use ringhub_proto::config::{
     AuthMode, CabinetId, CsmsSecurity, DispenserId, GunId, HubConfig, HubId, Segment,
+    TransactionStart,
 };
 
 use crate::can::{BusUri, UriError};
@@ -76,6 +77,8 @@ pub struct OcppDispenser {
     pub connectors: u32,
     /// This node's guns on it, with their OCPP connector ids.
     pub guns: Vec<(GunId, u32)>,
+    /// When its transactions start.
+    pub transaction_start: TransactionStart,
 }
 
 /// Everything the node runtime needs to know about itself.
@@ -298,6 +301,7 @@ impl NodeOptions {
                 ca_file: dispenser.csms_ca_file.clone(),
                 connectors,
                 guns,
+                transaction_start: dispenser.transaction_start,
             });
         }
         let auth = match (overrides.auth, &overrides.csms) {
@@ -466,6 +470,7 @@ mod tests {
                 ca_file: None,
                 connectors: 2,
                 guns: vec![(GunId(0), 1), (GunId(1), 2)],
+                transaction_start: TransactionStart::Energy,
             }],
             "cab-a hosts both guns of disp-a and nothing else"
         );

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use ringhub_proto::can::messages::AuthStatus;
 use ringhub_proto::can::{CanFrame, CanMessage};
-use ringhub_proto::config::{AuthMode, GunId, HubConfig};
+use ringhub_proto::config::{AuthMode, GunId, HubConfig, TransactionStart};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -378,9 +378,25 @@ impl Control {
                 tracing::info!(%gun, token = ?token.as_ref().map(ToString::to_string), meter_start_kwh = meter_start.0, "session started");
                 if let Some(drivers) = &self.drivers {
                     let id_tag = self.session_id_tag(index, token.as_ref());
-                    drivers.session_started(gun, &id_tag, meter_start);
+                    drivers.session_started(gun, TransactionStart::Energy, &id_tag, meter_start);
                 }
                 self.urgent += 1;
+            }
+            ConnectorEvent::EvConnected {
+                gun,
+                token,
+                meter_start,
+            } => {
+                tracing::info!(%gun, token = ?token.as_ref().map(ToString::to_string), "EV connected and authorised");
+                if let Some(drivers) = &self.drivers {
+                    let id_tag = self.session_id_tag(index, token.as_ref());
+                    drivers.session_started(
+                        gun,
+                        TransactionStart::EvConnected,
+                        &id_tag,
+                        meter_start,
+                    );
+                }
             }
             ConnectorEvent::StatusChanged { gun, status } => {
                 tracing::info!(%gun, ?status, "status");

@@ -98,6 +98,65 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
             });
         }
 
+        // ConnectionTimeOut: a card presented without a plug-in is forgotten after it.
+        let status = csms.command(
+            "change_configuration ConnectionTimeOut 2",
+            "ChangeConfiguration",
+        );
+        assert_eq!(status, "Accepted");
+        let from = csms.mark();
+        act(
+            &rig.world,
+            Action::Rfid {
+                gun: 1,
+                id_tag: CARD.into(),
+            },
+        )
+        .await;
+        let preparing = csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 2 && p["status"] == "Preparing"
+        });
+        let available = csms.call_from(from, "StatusNotification", |p| {
+            p["connectorId"] == 2 && p["status"] == "Available"
+        });
+        let waited =
+            unix(&available["payload"]["timestamp"]) - unix(&preparing["payload"]["timestamp"]);
+        assert!(
+            (2.0..3.0).contains(&waited),
+            "Preparing lasted {waited} s, not 2 s"
+        );
+        let status = csms.command(
+            "change_configuration ConnectionTimeOut 60",
+            "ChangeConfiguration",
+        );
+        assert_eq!(status, "Accepted");
+
+        // ClockAlignedDataInterval: every gun's reading on whole seconds of the wall
+        // clock, with context Sample.Clock.
+        let status = csms.command(
+            "change_configuration ClockAlignedDataInterval 1",
+            "ChangeConfiguration",
+        );
+        assert_eq!(status, "Accepted");
+        let from = csms.mark();
+        for connector in [1, 2] {
+            let aligned = csms.call_from(from, "MeterValues", |p| {
+                p["connectorId"] == connector
+                    && p["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+            });
+            let at = unix(&aligned["payload"]["meterValue"][0]["timestamp"]);
+            assert!(at.fract() < 0.2, "aligned to the second: {aligned}");
+            assert!(
+                aligned["payload"].get("transactionId").is_none(),
+                "{aligned}"
+            );
+        }
+        let status = csms.command(
+            "change_configuration ClockAlignedDataInterval 0",
+            "ChangeConfiguration",
+        );
+        assert_eq!(status, "Accepted");
+
         // The Local Authorization List: stored, and its version reported.
         let status = csms.command(
             "send_local_list 1 Full LISTED1=Accepted BLOCKED1=Blocked",
@@ -368,6 +427,61 @@ async fn a_csms_outage_with_transactions_running_through_it() {
             "outage of {:.1} s: delivered after reconnect: Stop {first_id}, Start → {offline_id}, {} MeterValues, Stop {offline_id}",
             outage_ended - outage_began,
             samples.len()
+        );
+        assert_no_violations(&rig.world).await;
+    })
+    .await;
+}
+
+/// With `transaction_start = "ev_connected"` the StartTransaction goes out when the EV is
+/// plugged in and authorised, before any energy flows; by default (every other test) it
+/// waits for energy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_can_start_on_ev_connect() {
+    bounded(async {
+        let mut csms = Csms::start(&[CARD]);
+        let (text, _) = demo_with_csms(&csms.url());
+        let identity = "ocpp_identity = \"RH-DEMO-A\"\n";
+        let text = text.replacen(
+            identity,
+            &format!("{identity}transaction_start = \"ev_connected\"\n"),
+            1,
+        );
+        let config = ringhub_proto::config::HubConfig::parse(&text, "ev-connected.toml")
+            .expect("the edited demo parses");
+        let rig = Rig::start("ocpp-ev-connected", config, Some(&text), "ocpp").await;
+        csms.call("StatusNotification", |p| {
+            p["connectorId"] == 1 && p["status"] == "Available"
+        });
+        present_accepted_card(&rig, &mut csms).await;
+        let world = rig.world.clone();
+        let energy_flowing = async move {
+            let deadline = std::time::Instant::now() + common::STEP;
+            loop {
+                let s = common::state(&world).await;
+                let g = gun(&s, 0);
+                if g["energised"] == true && g["current_a"].as_f64().unwrap_or(0.0) > 0.0 {
+                    return unix_now();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}",
+                    describe_gun(&s, 0)
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        let (_, energy_at) =
+            tokio::join!(rig.start_charging(ev(0, 30.0, 80.0, 75.0)), energy_flowing);
+        let start = csms.call("StartTransaction", |p| p["connectorId"] == 1);
+        let started_at = start["t"].as_f64().expect("a receive time");
+        assert!(
+            started_at < energy_at,
+            "StartTransaction at {started_at}, energy from {energy_at}"
+        );
+        println!(
+            "StartTransaction {:.0} ms before energy flowed",
+            (energy_at - started_at) * 1000.0
         );
         assert_no_violations(&rig.world).await;
     })

@@ -217,7 +217,14 @@ pub enum ConnectorEvent {
     IdentityReceived { gun: GunId, identity: EvIdentity },
     /// The gun's OCPP status changed.
     StatusChanged { gun: GunId, status: ConnectorStatus },
-    /// Energy started flowing: a transaction begins.
+    /// The EV is plugged in and the session authorised (the lock is being closed): a
+    /// transaction begins here where the dispenser is configured to start on EV connect.
+    EvConnected {
+        gun: GunId,
+        token: Option<IdToken>,
+        meter_start: KilowattHours,
+    },
+    /// Energy started flowing: a transaction begins (by default).
     SessionStarted {
         gun: GunId,
         token: Option<IdToken>,

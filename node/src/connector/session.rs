@@ -601,6 +601,15 @@ impl SegmentController {
                         // From here the lock and HLC timeouts govern.
                         g.preparing_since = None;
                     }
+                    let meter_start = self
+                        .meter
+                        .trusted(now)
+                        .map_or(KilowattHours(0.0), |m| m.energy);
+                    self.events.push_back(ConnectorEvent::EvConnected {
+                        gun: gun.setup.id,
+                        token: gun.token.clone(),
+                        meter_start,
+                    });
                 } else if self.preparation_expired(&gun, now) {
                     // Nothing was commanded closed in Authorising; the EV is told no and
                     // must be unplugged to start over.

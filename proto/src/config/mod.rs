@@ -10,7 +10,8 @@
 //!    [segments.gun]         id, ratings, dispenser, connector   (none: module-only)
 //!    [[segments.modules]]   id, address, ratings                (none: gun-only)
 //!  [[dispensers]]   id, ocpp_identity, csms_url,
-//!                   security_profile, csms_password_file, csms_ca_file
+//!                   security_profile, csms_password_file, csms_ca_file,
+//!                   transaction_start ("energy" | "ev_connected")
 //! ```
 //!
 //! Segment `i`'s tie joins it to segment `i + 1`; the last segment's tie closes the ring
@@ -137,6 +138,20 @@ pub enum AuthMode {
     Ocpp,
 }
 
+/// When a dispenser's OCPP transactions start (issue 6, "Timing": "as soon as authorised
+/// + plugged + energy flowing, or on EV connect, per configuration").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStart {
+    /// When energy flows to the EV (authorised, plugged, and current above 1 A): the
+    /// transaction bills only sessions that charged.
+    #[default]
+    Energy,
+    /// As soon as the EV is plugged in and the session authorised (the lock closes), so
+    /// the CSMS sees the transaction also when the EV never draws energy.
+    EvConnected,
+}
+
 /// Whether a segment's tie contactor to the next segment exists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -209,6 +224,8 @@ pub struct Dispenser {
     /// The CAs trusted for `wss://` in place of the public roots (an operator's private
     /// PKI); `None`: the Mozilla roots.
     pub csms_ca_file: Option<PathBuf>,
+    /// When its transactions start (`transaction_start`, default `energy`).
+    pub transaction_start: TransactionStart,
 }
 
 /// An OCPP 1.6 security profile a dispenser may use toward its CSMS (OCPP 1.6 Security

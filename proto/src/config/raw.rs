@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{AuthMode, Tie};
+use super::{AuthMode, Tie, TransactionStart};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -143,4 +143,6 @@ pub(super) struct RawDispenser {
     pub(super) csms_password_file: Option<Spanned<String>>,
     /// A PEM file of the CAs trusted for `wss://`.
     pub(super) csms_ca_file: Option<Spanned<String>>,
+    /// When its transactions start.
+    pub(super) transaction_start: Option<Spanned<TransactionStart>>,
 }

@@ -694,3 +694,24 @@ fn ca_file_goes_with_wss_only() {
         "t.toml:54: dispensers[0].csms_ca_file: cannot be empty"
     );
 }
+
+#[test]
+fn transaction_start_parses_with_energy_by_default() {
+    let hub = HubConfig::parse(BASE, "t.toml").unwrap();
+    assert_eq!(
+        hub.dispensers[0].transaction_start,
+        TransactionStart::Energy
+    );
+    let text = dispenser_with("transaction_start = \"ev_connected\"\n");
+    let hub = HubConfig::parse(&text, "t.toml").unwrap();
+    assert_eq!(
+        hub.dispensers[0].transaction_start,
+        TransactionStart::EvConnected
+    );
+    let text = dispenser_with("transaction_start = \"plug\"\n");
+    let message = refused(&text);
+    assert!(
+        message.starts_with("t.toml:54: dispensers[0].transaction_start: unknown variant `plug`"),
+        "{message}"
+    );
+}

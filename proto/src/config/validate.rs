@@ -372,6 +372,11 @@ impl<'a> Validator<'a> {
                 csms_url,
                 security,
                 csms_ca_file,
+                transaction_start: raw
+                    .transaction_start
+                    .as_ref()
+                    .map(|t| *t.get_ref())
+                    .unwrap_or_default(),
             });
         }
         Ok(dispensers)

@@ -121,7 +121,13 @@ const KEYS: &[KeyDef] = &[
         kind: int(0, 10_000),
         default: "100",
     },
-    rw("StopTransactionOnEVSideDisconnect", Kind::Bool, "true"),
+    // A DC session ends when its cable leaves the EV; neither can be configured away.
+    KeyDef {
+        name: "StopTransactionOnEVSideDisconnect",
+        readonly: true,
+        kind: Kind::Bool,
+        default: "true",
+    },
     rw("StopTransactionOnInvalidId", Kind::Bool, "true"),
     rw("StopTxnAlignedData", Kind::Measurands(MAX_MEASURANDS), ""),
     rw(
@@ -137,7 +143,12 @@ const KEYS: &[KeyDef] = &[
     },
     rw("TransactionMessageAttempts", int(1, 10), "3"),
     rw("TransactionMessageRetryInterval", int(1, 3_600), "60"),
-    rw("UnlockConnectorOnEVSideDisconnect", Kind::Bool, "true"),
+    KeyDef {
+        name: "UnlockConnectorOnEVSideDisconnect",
+        readonly: true,
+        kind: Kind::Bool,
+        default: "true",
+    },
 ];
 
 /// The definition of NumberOfConnectors; its value comes from the hub config.

@@ -30,9 +30,10 @@
 //!   driver hands each decision to the guns that asked about the idTag. The cabinet's
 //!   `local_auth_list` of the hub config is not an OCPP list: it serves `--auth local`
 //!   and the guns of dispensers without a CSMS.
-//! - **Transactions** (§4.8, §4.10): a session that starts (energy flows) starts a
-//!   transaction on the gun's connector with the session's id tag and the trusted meter's
-//!   register in Wh as meterStart; the control task picks the id tag (the token's; for a
+//! - **Transactions** (§4.8, §4.10): a session starts a transaction on the gun's
+//!   connector when energy flows, or, with the dispenser's `transaction_start =
+//!   "ev_connected"`, as soon as the EV is plugged in and the session authorised; with
+//!   the session's id tag and the trusted meter's register in Wh as meterStart; the control task picks the id tag (the token's; for a
 //!   session without a token, the EV's MAC in upper-case hex when known, else `FREE`).
 //!   Timestamps are the CSMS's clock as the core tracks it, or this machine's clock
 //!   before the CSMS has told its time. The end of the session stops it at once with
@@ -105,7 +106,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use ringhub_proto::can::messages::LockState;
-use ringhub_proto::config::GunId;
+use ringhub_proto::config::{GunId, TransactionStart};
 use ringhub_proto::units::{KilowattHours, Percent};
 use tokio::sync::{mpsc, watch};
 
@@ -272,12 +273,25 @@ pub struct AuthResult {
     pub decision: AuthDecision,
 }
 
+/// A gun a driver serves, as the control task reaches it.
+#[derive(Debug)]
+struct DriverGun {
+    /// The gun.
+    gun: GunId,
+    /// Its OCPP connector id.
+    connector: u32,
+    /// When its dispenser's transactions start.
+    transaction_start: TransactionStart,
+    /// Its driver's command channel.
+    commands: mpsc::UnboundedSender<DriverCommand>,
+}
+
 /// The control task's side of the drivers: which driver serves which gun, and where
 /// their decisions arrive.
 #[derive(Debug)]
 pub struct Drivers {
     /// Per gun: the driver's command channel and the gun's connector id.
-    guns: Vec<(GunId, u32, mpsc::UnboundedSender<DriverCommand>)>,
+    guns: Vec<DriverGun>,
     /// Decisions and stop requests from every driver.
     pub reports: mpsc::UnboundedReceiver<DriverReport>,
     /// The latest readings of every gun, for every driver.
@@ -307,7 +321,12 @@ impl Drivers {
             };
             let (commands_tx, commands) = mpsc::unbounded_channel();
             for &(gun, connector) in &dispenser.guns {
-                guns.push((gun, connector, commands_tx.clone()));
+                guns.push(DriverGun {
+                    gun,
+                    connector,
+                    transaction_start: dispenser.transaction_start,
+                    commands: commands_tx.clone(),
+                });
             }
             let config = Config::new(boot_notification(), dispenser.connectors);
             let ids = Box::new(SequentialIds::new(crate::can::backoff::random_u64()));
@@ -368,21 +387,26 @@ impl Drivers {
         }
     }
 
-    /// The gun's connector and its driver.
-    fn find(&self, gun: GunId) -> Option<(u32, &mpsc::UnboundedSender<DriverCommand>)> {
-        self.guns
-            .iter()
-            .find(|(g, ..)| *g == gun)
-            .map(|(_, connector, tx)| (*connector, tx))
+    /// The driver side of `gun`.
+    fn find(&self, gun: GunId) -> Option<&DriverGun> {
+        self.guns.iter().find(|g| g.gun == gun)
     }
 
-    /// A session started on `gun` with `id_tag` and the meter register at `meter_start`.
-    pub fn session_started(&self, gun: GunId, id_tag: &str, meter_start: KilowattHours) {
-        if let Some((connector, tx)) = self.find(gun) {
+    /// A session on `gun` reached `moment` (EV connected and authorised, or energy
+    /// flowing) with `id_tag` and the meter register at `meter_start`: its transaction
+    /// starts if the dispenser starts transactions then.
+    pub fn session_started(
+        &self,
+        gun: GunId,
+        moment: TransactionStart,
+        id_tag: &str,
+        meter_start: KilowattHours,
+    ) {
+        if let Some(g) = self.find(gun).filter(|g| g.transaction_start == moment) {
             send(
-                tx,
+                &g.commands,
                 DriverCommand::StartTransaction {
-                    connector,
+                    connector: g.connector,
                     id_tag: id_tag.to_owned(),
                     meter_start_wh: watt_hours(meter_start),
                 },
@@ -392,11 +416,11 @@ impl Drivers {
 
     /// The session on `gun` ended for `reason` after delivering `energy`.
     pub fn session_ended(&self, gun: GunId, reason: StopReason, energy: KilowattHours) {
-        if let Some((connector, tx)) = self.find(gun) {
+        if let Some(g) = self.find(gun) {
             send(
-                tx,
+                &g.commands,
                 DriverCommand::StopTransaction {
-                    connector,
+                    connector: g.connector,
                     reason: stop_reason(reason),
                     energy_wh: watt_hours(energy),
                 },
@@ -421,11 +445,11 @@ impl Drivers {
 
     /// Reports `gun`'s status; a gun no driver serves is ignored.
     pub fn status(&self, gun: GunId, status: ConnectorStatus, fault: Option<LocalFault>) {
-        if let Some((_, connector, tx)) = self.guns.iter().find(|(g, ..)| *g == gun) {
+        if let Some(g) = self.find(gun) {
             send(
-                tx,
+                &g.commands,
                 DriverCommand::Status {
-                    connector: *connector,
+                    connector: g.connector,
                     status,
                     fault,
                 },
@@ -436,11 +460,11 @@ impl Drivers {
     /// Asks for a decision on `token` at `gun`; it arrives on [`Self::decisions`]. False,
     /// asking nothing, when no driver serves `gun`.
     pub fn authorize(&self, gun: GunId, token: &IdToken) -> bool {
-        let Some((.., tx)) = self.guns.iter().find(|(g, ..)| *g == gun) else {
+        let Some(g) = self.find(gun) else {
             return false;
         };
         send(
-            tx,
+            &g.commands,
             DriverCommand::Authorize {
                 gun,
                 token: token.clone(),
@@ -1003,7 +1027,12 @@ impl Driver {
                 } => {
                     answered = true;
                     tracing::info!(identity = %self.identity, connector, local, transaction_id, status = ?id_tag_info.status, "StartTransaction confirmed");
-                    if id_tag_info.status != AuthorizationStatus::Accepted {
+                    let stop = self
+                        .cp
+                        .configuration()
+                        .bool("StopTransactionOnInvalidId")
+                        .unwrap_or(true);
+                    if id_tag_info.status != AuthorizationStatus::Accepted && stop {
                         self.deauthorize(connector);
                     }
                 }
