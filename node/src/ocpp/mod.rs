@@ -19,6 +19,7 @@
 //! ```
 
 pub mod charge_point;
+pub mod dispenser;
 pub mod driver;
 pub mod messages;
 pub mod rpc;

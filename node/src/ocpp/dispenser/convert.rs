@@ -37,7 +37,7 @@ pub fn stop_reason(reason: StopReason) -> Reason {
 }
 
 /// Energy in whole Wh, saturating.
-pub(super) fn watt_hours(energy: KilowattHours) -> i32 {
+pub fn watt_hours(energy: KilowattHours) -> i32 {
     // `as` saturates, and maps NaN to 0.
     (energy.0 * 1000.0).round() as i32
 }

@@ -1,24 +1,20 @@
-//! The IO around [`ChargePoint`]: one tokio task per dispenser identity that owns the
-//! sans-IO core and the WebSocket, and talks to the control task by messages only
-//! (issue 6: boot, status, authorize, transactions and their meter values).
+//! One dispenser as an OCPP charge point, as the node sees it: what the gun's sessions
+//! mean to the CSMS and what the CSMS's calls mean to the guns (issue 6). Sans-IO, like
+//! the [`ChargePoint`] it wraps: it reads no clock, socket or channel.
 //!
 //! ```text
-//!  control task ──DriverCommand (mpsc)──► driver task (per dispenser) ──text──► CSMS
-//!       │ ▲ Status, Authorize,             ChargePoint + Reconnector ◄─text───
-//!       │ │ StartTransaction, StopTransaction    │
-//!       │ └─── DriverReport (mpsc) ◄─────────────┘  Authorize decisions, stop requests,
-//!       │                                            remote starts, unlocks, availability
-//!       └───── gun readings (watch, every snapshot hand-over) ──► MeterValues samples
+//!   DriverCommand (from the control task) ─► handle_command ┐
+//!   CSMS frames ─► charge_point().handle_text, handle_timeout ├─► Dispenser ─► poll_report
+//!   gun readings ─► set_readings                             ┘   (DriverReport for the
+//!                                                                 control task), and the
+//!                                                                 core's poll_transmit
 //! ```
 //!
-//! The control task never awaits the CSMS: it sends a command and goes on; the decision
-//! of an Authorize comes back later as a [`DriverReport`] it selects on. Readings go
-//! through a watch: the control task overwrites the latest ones, and a driver reads them
-//! only when a sample is due.
-//!
-//! The driver follows the core's contract (see [`super::charge_point`]): after every
-//! input it sends what `poll_transmit` yields, handles what `poll_event` yields, and
-//! sleeps until `poll_timeout`.
+//! The IO shell is [`super::driver`]: one task per dispenser that owns the WebSocket and
+//! the channels, feeds every input in with `now`, forwards the reports and sleeps until
+//! [`Dispenser::poll_timeout`]. Wall-clock timestamps are the CSMS's clock as the core
+//! tracks it, or, before the CSMS has told its time, the local clock given to
+//! [`Dispenser::new`] advanced by `now`.
 //!
 //! - **Status** (OCPP 1.6 §4.9): the gun's [`ConnectorStatus`] maps one to one onto
 //!   ChargePointStatus, on the gun's connector id. Faulted carries the
@@ -27,7 +23,7 @@
 //! - **Authorize** (§4.1, §3.5): the core decides, from the CSMS's answer or, by the
 //!   configuration keys, from the Local Authorization List the CSMS sent, the
 //!   Authorization Cache and the offline rules (see [`ChargePoint::authorize`]); the
-//!   driver hands each decision to the guns that asked about the idTag. The cabinet's
+//!   dispenser hands each decision to the guns that asked about the idTag. The cabinet's
 //!   `local_auth_list` of the hub config is not an OCPP list: it serves `--auth local`
 //!   and the guns of dispensers without a CSMS.
 //! - **Transactions** (§4.8, §4.10): a session starts a transaction on the gun's
@@ -38,7 +34,7 @@
 //!   Timestamps are the CSMS's clock as the core tracks it, or this machine's clock
 //!   before the CSMS has told its time. The end of the session stops it at once with
 //!   meterStop = meterStart + the session's energy in Wh and the reason of
-//!   [`stop_reason`], unless the driver itself asked for the stop: a StartTransaction.conf
+//!   [`stop_reason`], unless the dispenser itself asked for the stop: a StartTransaction.conf
 //!   whose idTagInfo is not Accepted (DeAuthorized), a Reset (SoftReset, HardReset) or
 //!   an UnlockConnector (UnlockCommand) stops the session through the control task
 //!   ([`DriverReport::StopSession`]) and its Stop carries that reason.
@@ -58,11 +54,8 @@
 //!   the Transaction.Begin and Transaction.End readings of StopTxnSampledData as its
 //!   transactionData.
 //! - **Persistence** (issue 6): each charge point keeps its journal in the node's redb
-//!   store under its identity ([`RedbJournal`]). A journal write is one durable redb
-//!   transaction (an fsync, milliseconds on a disk): every call into the core that can write ([`ChargePoint::handle_text`],
-//!   `handle_timeout`, the transaction commands) runs under
-//!   [`tokio::task::block_in_place`], so the worker's other tasks move to another thread
-//!   while the driver waits for the disk (directly on a current-thread runtime).
+//!   store under its identity (`crate::store::RedbJournal`); calls that may write it
+//!   block on the disk, which the shell allows for (see [`super::driver`]).
 //! - **Restart recovery** (§4.10): at start, every transaction the journal still has open
 //!   was cut by the restart (the node does not resume sessions), and is stopped before
 //!   any command is served, so before any new Start on its connector, with reason
@@ -73,7 +66,7 @@
 //!   the Start is still unconfirmed; else 0, logged as an error (a confirmed Start is
 //!   deleted from the journal, its meterStart with it).
 //! - **RemoteStopTransaction** (§5.12): Accepted when the transactionId is one this
-//!   driver started and has not stopped (confirmed by the CSMS, so it has its id); the
+//!   dispenser started and has not stopped (confirmed by the CSMS, so it has its id); the
 //!   control task is asked to stop that gun's session ([`DriverReport::StopSession`]) and
 //!   the Stop that follows carries reason Remote. Any other id is Rejected.
 //! - **ChangeAvailability** (§5.2): connector N, or 0 for every gun of the dispenser;
@@ -81,7 +74,7 @@
 //!   change at once ([`DriverReport::SetAvailable`], the control task applies
 //!   `Command::SetAvailable`) and the answer is Accepted; its status then goes to
 //!   Unavailable / Available through the usual status path. A gun with a running
-//!   transaction keeps it: the change is held in the driver and handed to the control
+//!   transaction keeps it: the change is held in the dispenser and handed to the control
 //!   task when that transaction stops (the controller's `SetAvailable(false)` would cut a
 //!   running session), and the answer is Scheduled (for connector 0: Scheduled if any gun
 //!   has one). A later change for the same gun replaces a held one. The change is stored
@@ -95,41 +88,35 @@
 //!   **TriggerMessage** for MeterValues (§5.17) and **DataTransfer** (§5.5, no vendor
 //!   extension: UnknownVendorId): see `requests.rs`.
 //! - **ConnectionTimeOut** (§9.1): the controller cancels a preparation (token without
-//!   plug-in, or plug-in without token) after it; the driver hands the key's value to the
-//!   control task at start and whenever the CSMS changes it
+//!   plug-in, or plug-in without token) after it; the dispenser hands the key's value to
+//!   the control task at start and whenever the CSMS changes it
 //!   ([`DriverReport::ConnectionTimeout`]).
 
 mod convert;
 mod requests;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use ringhub_proto::can::messages::LockState;
-use ringhub_proto::config::{GunId, TransactionStart};
-use ringhub_proto::units::{KilowattHours, Percent};
-use tokio::sync::{mpsc, watch};
+use ringhub_proto::config::GunId;
+use ringhub_proto::units::Percent;
 
-use self::convert::{measurands, meter_value, truncate, watt_hours};
-pub use self::convert::{ocpp_status, stop_reason};
+use self::convert::{measurands, meter_value, truncate};
+pub use self::convert::{ocpp_status, stop_reason, watt_hours};
 use self::requests::{PendingReset, PendingUnlock};
 use super::charge_point::{
-    Authority, CallFailure, ChargePoint, Config, Confirmation, Event, OpenTransaction,
-    OutgoingCall, TxMessage,
+    Authority, CallFailure, ChargePoint, Confirmation, Event, OutgoingCall, TxMessage,
 };
 use super::messages::central_system::ResetType;
-use super::messages::charge_point::{BootNotificationRequest, Reason};
+use super::messages::charge_point::Reason;
 use super::messages::meter::{MeterValue, ReadingContext};
 use super::messages::{AuthorizationStatus, IdTagInfo};
-use super::rpc::{Frame, SequentialIds};
-use super::transport::{Connection, Reconnector, TransportConfig};
-use super::types::{CiString, CiString20, DateTime};
-use crate::can::ReconnectPolicy;
-use crate::connector::{
-    AuthDecision, ConnectorStatus, IdToken, LocalFault, MeterView, SegmentSnapshot, StopReason,
-};
-use crate::options::OcppDispenser;
-use crate::store::{RedbJournal, Store};
+use super::types::{CiString20, DateTime};
+use crate::connector::{AuthDecision, ConnectorStatus, IdToken, LocalFault, MeterView};
 
 /// The configuration key with the seconds between transaction meter samples.
 const METER_VALUE_SAMPLE_INTERVAL: &str = "MeterValueSampleInterval";
@@ -147,8 +134,6 @@ const CONNECTION_TIME_OUT: &str = "ConnectionTimeOut";
 const UNLOCK_POLL: Duration = Duration::from_millis(100);
 /// The id tag of a session that started without a token and without a known EV MAC.
 pub const FREE_ID_TAG: &str = "FREE";
-/// How long restart recovery waits for a trusted reading of a cut transaction's gun.
-pub const RECOVERY_READING_WAIT: Duration = Duration::from_secs(5);
 
 /// How the node's previous run ended, which names the end of a transaction it cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +154,7 @@ impl PreviousStop {
     }
 }
 
-/// What the control task tells a driver.
+/// What the control task tells a dispenser (through its driver task).
 #[derive(Debug, Clone, PartialEq)]
 pub enum DriverCommand {
     /// A gun's status changed (or its fault did, while Faulted).
@@ -208,7 +193,7 @@ pub enum DriverCommand {
     },
 }
 
-/// What a driver tells the control task.
+/// What a dispenser tells the control task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverReport {
     /// The decision on an Authorize.
@@ -273,244 +258,24 @@ pub struct AuthResult {
     pub decision: AuthDecision,
 }
 
-/// A gun a driver serves, as the control task reaches it.
-#[derive(Debug)]
-struct DriverGun {
-    /// The gun.
-    gun: GunId,
-    /// Its OCPP connector id.
-    connector: u32,
-    /// When its dispenser's transactions start.
-    transaction_start: TransactionStart,
-    /// Its driver's command channel.
-    commands: mpsc::UnboundedSender<DriverCommand>,
-}
-
-/// The control task's side of the drivers: which driver serves which gun, and where
-/// their decisions arrive.
-#[derive(Debug)]
-pub struct Drivers {
-    /// Per gun: the driver's command channel and the gun's connector id.
-    guns: Vec<DriverGun>,
-    /// Decisions and stop requests from every driver.
-    pub reports: mpsc::UnboundedReceiver<DriverReport>,
-    /// The latest readings of every gun, for every driver.
-    readings: watch::Sender<Vec<GunReading>>,
-    /// The driver tasks.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drivers {
-    /// Starts one driver task per dispenser that has a CSMS URL; they stop when
-    /// `shutdown` turns true. Each keeps its journal in `store` under its identity (see
-    /// the module docs).
-    pub fn start(
-        dispensers: &[OcppDispenser],
-        store: &Store,
-        previous_stop: PreviousStop,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Self {
-        let (reports_tx, reports) = mpsc::unbounded_channel();
-        let (readings, readings_rx) = watch::channel(Vec::new());
-        let mut guns = Vec::new();
-        let mut tasks = Vec::new();
-        for dispenser in dispensers {
-            let Some(url) = &dispenser.csms_url else {
-                tracing::warn!(dispenser = %dispenser.id, "no CSMS URL: the dispenser stays offline");
-                continue;
-            };
-            let (commands_tx, commands) = mpsc::unbounded_channel();
-            for &(gun, connector) in &dispenser.guns {
-                guns.push(DriverGun {
-                    gun,
-                    connector,
-                    transaction_start: dispenser.transaction_start,
-                    commands: commands_tx.clone(),
-                });
-            }
-            let config = Config::new(boot_notification(), dispenser.connectors);
-            let ids = Box::new(SequentialIds::new(crate::can::backoff::random_u64()));
-            let journal = RedbJournal::new(store.clone(), dispenser.identity.clone());
-            let loaded =
-                blocking(|| ChargePoint::with_journal(config.clone(), ids, Box::new(journal)));
-            let cp = match loaded {
-                Ok(cp) => cp,
-                Err(error) => {
-                    tracing::error!(dispenser = %dispenser.id, %error, "OCPP journal unreadable: this run's transactions are not persisted");
-                    ChargePoint::new(
-                        config,
-                        Box::new(SequentialIds::new(crate::can::backoff::random_u64())),
-                    )
-                }
-            };
-            let driver = Driver {
-                cp,
-                identity: dispenser.identity.clone(),
-                pending: VecDeque::new(),
-                reports: reports_tx.clone(),
-                guns: dispenser.guns.clone(),
-                readings: readings_rx.clone(),
-                running: BTreeMap::new(),
-                scheduled: BTreeMap::new(),
-                previous_stop,
-                statuses: BTreeMap::new(),
-                reset: None,
-                unlocks: Vec::new(),
-                aligned_at: None,
-                faults: BTreeMap::new(),
-            };
-            let transport = TransportConfig {
-                security: dispenser.security.clone(),
-                ca_file: dispenser.ca_file.clone(),
-                ..TransportConfig::new(url.clone(), dispenser.identity.clone())
-            };
-            tasks.push(tokio::spawn(driver.run(
-                Reconnector::new(transport, ReconnectPolicy::default()),
-                commands,
-                shutdown.clone(),
-            )));
-        }
-        Self {
-            guns,
-            reports,
-            readings,
-            tasks,
-        }
-    }
-
-    /// Waits for every driver task to end (they end on shutdown).
-    pub async fn join(self) {
-        for task in self.tasks {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "OCPP driver task failed");
-            }
-        }
-    }
-
-    /// The driver side of `gun`.
-    fn find(&self, gun: GunId) -> Option<&DriverGun> {
-        self.guns.iter().find(|g| g.gun == gun)
-    }
-
-    /// A session on `gun` reached `moment` (EV connected and authorised, or energy
-    /// flowing) with `id_tag` and the meter register at `meter_start`: its transaction
-    /// starts if the dispenser starts transactions then.
-    pub fn session_started(
-        &self,
-        gun: GunId,
-        moment: TransactionStart,
-        id_tag: &str,
-        meter_start: KilowattHours,
-    ) {
-        if let Some(g) = self.find(gun).filter(|g| g.transaction_start == moment) {
-            send(
-                &g.commands,
-                DriverCommand::StartTransaction {
-                    connector: g.connector,
-                    id_tag: id_tag.to_owned(),
-                    meter_start_wh: watt_hours(meter_start),
-                },
-            );
-        }
-    }
-
-    /// The session on `gun` ended for `reason` after delivering `energy`.
-    pub fn session_ended(&self, gun: GunId, reason: StopReason, energy: KilowattHours) {
-        if let Some(g) = self.find(gun) {
-            send(
-                &g.commands,
-                DriverCommand::StopTransaction {
-                    connector: g.connector,
-                    reason: stop_reason(reason),
-                    energy_wh: watt_hours(energy),
-                },
-            );
-        }
-    }
-
-    /// Hands over the guns' latest readings; never waits.
-    pub fn readings(&self, snapshots: &[SegmentSnapshot]) {
-        let readings = snapshots
-            .iter()
-            .filter_map(|s| s.gun.as_ref())
-            .map(|g| GunReading {
-                gun: g.gun,
-                meter: g.meter,
-                soc: g.soc,
-                lock: g.lock,
-            })
-            .collect();
-        self.readings.send_replace(readings);
-    }
-
-    /// Reports `gun`'s status; a gun no driver serves is ignored.
-    pub fn status(&self, gun: GunId, status: ConnectorStatus, fault: Option<LocalFault>) {
-        if let Some(g) = self.find(gun) {
-            send(
-                &g.commands,
-                DriverCommand::Status {
-                    connector: g.connector,
-                    status,
-                    fault,
-                },
-            );
-        }
-    }
-
-    /// Asks for a decision on `token` at `gun`; it arrives on [`Self::decisions`]. False,
-    /// asking nothing, when no driver serves `gun`.
-    pub fn authorize(&self, gun: GunId, token: &IdToken) -> bool {
-        let Some(g) = self.find(gun) else {
-            return false;
-        };
-        send(
-            &g.commands,
-            DriverCommand::Authorize {
-                gun,
-                token: token.clone(),
-            },
-        );
-        true
-    }
-}
-
-/// Sends without waiting; a driver that has stopped only logs.
-fn send(tx: &mpsc::UnboundedSender<DriverCommand>, command: DriverCommand) {
-    if tx.send(command).is_err() {
-        tracing::warn!("OCPP driver stopped; command dropped");
-    }
-}
-
-/// The BootNotification of a ringhub dispenser.
-fn boot_notification() -> BootNotificationRequest {
-    BootNotificationRequest {
-        charge_point_vendor: CiString::new("ringhub").expect("7 characters fit 20"),
-        charge_point_model: CiString::new("ringhub-dc").expect("10 characters fit 20"),
-        charge_point_serial_number: None,
-        charge_box_serial_number: None,
-        firmware_version: CiString::new(env!("CARGO_PKG_VERSION")).ok(),
-        iccid: None,
-        imsi: None,
-        meter_type: None,
-        meter_serial_number: None,
-    }
-}
-
-/// One dispenser's driver task state (the connection lives in [`Driver::run`]).
-struct Driver {
+/// One dispenser's charge point and what the node knows of its guns; see the module
+/// docs.
+pub struct Dispenser {
     /// The sans-IO charge point.
     cp: ChargePoint,
     /// The charge point identity, for logs.
     identity: String,
+    /// The local wall clock at an instant: timestamps before the CSMS has told its time.
+    local_clock: (Instant, i64),
     /// Authorize calls asked and not yet answered, in the order they were queued.
     pending: VecDeque<(GunId, IdToken, CiString20)>,
-    /// Where decisions and stop requests go.
-    reports: mpsc::UnboundedSender<DriverReport>,
+    /// Reports for the control task, in order.
+    reports: VecDeque<DriverReport>,
     /// This dispenser's guns and their connector ids.
     guns: Vec<(GunId, u32)>,
-    /// The latest readings of every gun.
-    readings: watch::Receiver<Vec<GunReading>>,
-    /// Per connector: the transaction this driver started and has not stopped.
+    /// The latest readings of every gun of the node.
+    readings: Vec<GunReading>,
+    /// Per connector: the transaction this dispenser started and has not stopped.
     running: BTreeMap<u32, Running>,
     /// Per connector: the availability a ChangeAvailability answered Scheduled asked
     /// for, applied when the connector's transaction stops.
@@ -529,14 +294,14 @@ struct Driver {
     faults: BTreeMap<u32, LocalFault>,
 }
 
-/// A transaction the driver started.
+/// A transaction the dispenser started.
 #[derive(Debug, Clone)]
 struct Running {
     /// Its meterStart, Wh.
     meter_start_wh: i32,
     /// When its last sample was taken (its start, before the first).
     last_sample: Instant,
-    /// The driver stopped it (CSMS refused the id tag, Reset, UnlockConnector): the
+    /// The dispenser stopped it (CSMS refused the id tag, Reset, UnlockConnector): the
     /// reason its Stop carries.
     stop_reason: Option<Reason>,
     /// The Transaction.Begin reading of StopTxnSampledData, for the Stop's
@@ -544,209 +309,86 @@ struct Running {
     begin: Option<MeterValue>,
 }
 
-impl Driver {
-    /// Connects, reconnects and drives the core until shutdown or until the control
-    /// task drops its senders.
-    async fn run(
-        mut self,
-        mut reconnector: Reconnector,
-        mut commands: mpsc::UnboundedReceiver<DriverCommand>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        tracing::info!(identity = %self.identity, url = %reconnector.config().url(), "OCPP driver running");
+impl std::fmt::Debug for Dispenser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispenser")
+            .field("identity", &self.identity)
+            .field("cp", &self.cp)
+            .field("running", &self.running.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispenser {
+    /// A dispenser with `guns` (gun, connector id) over `cp`. `local_clock` is the local
+    /// wall clock (Unix ms) at an instant; `previous_stop` names the end of the
+    /// transactions the last run left open.
+    pub fn new(
+        cp: ChargePoint,
+        identity: impl Into<String>,
+        guns: Vec<(GunId, u32)>,
+        previous_stop: PreviousStop,
+        local_clock: (Instant, i64),
+    ) -> Self {
+        Self {
+            cp,
+            identity: identity.into(),
+            local_clock,
+            pending: VecDeque::new(),
+            reports: VecDeque::new(),
+            guns,
+            readings: Vec::new(),
+            running: BTreeMap::new(),
+            scheduled: BTreeMap::new(),
+            previous_stop,
+            statuses: BTreeMap::new(),
+            reset: None,
+            unlocks: Vec::new(),
+            aligned_at: None,
+            faults: BTreeMap::new(),
+        }
+    }
+
+    /// The charge point, for the shell's connection events and frames.
+    pub fn charge_point(&mut self) -> &mut ChargePoint {
+        &mut self.cp
+    }
+
+    /// The charge point identity.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The latest readings of the node's guns.
+    pub fn set_readings(&mut self, readings: Vec<GunReading>) {
+        self.readings = readings;
+    }
+
+    /// The next report for the control task.
+    pub fn poll_report(&mut self) -> Option<DriverReport> {
+        self.reports.pop_front()
+    }
+
+    /// Before the first connection: the stored availability and ConnectionTimeOut go to
+    /// the control task, connector 0 is reported, and clock-aligned readings scheduled.
+    /// Returns the connectors of the transactions a restart cut, whose guns'
+    /// readings [`Self::recover`] wants.
+    pub fn start(&mut self, now: Instant) -> Vec<(GunId, u32)> {
         self.restore_availability();
         self.report_connection_timeout();
-        self.report_dispenser_status(Instant::now());
-        self.schedule_aligned(Instant::now());
-        let cut = self.cp.open_transactions();
-        if !cut.is_empty() {
-            tokio::select! {
-                () = self.recover(cut) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-        // Set once the transport config proved unusable: the dispenser stays offline.
-        let mut unusable = false;
-        loop {
-            // Offline: connect, while commands and timers keep being served.
-            let mut connection = {
-                let connect = reconnector.connect();
-                tokio::pin!(connect);
-                loop {
-                    let deadline = self.deadline();
-                    tokio::select! {
-                        result = &mut connect, if !unusable => match result {
-                            Ok(connection) => break connection,
-                            Err(error) => {
-                                tracing::error!(identity = %self.identity, %error, "CSMS unusable; the dispenser stays offline");
-                                unusable = true;
-                            }
-                        },
-                        command = commands.recv() => match command {
-                            Some(command) => blocking(|| self.handle_command(command)),
-                            None => return,
-                        },
-                        () = sleep_until(deadline) => blocking(|| self.handle_timeout(Instant::now())),
-                        _ = shutdown.changed() => return,
-                    }
-                    self.drain_events();
-                }
-            };
-            tracing::info!(identity = %self.identity, url = connection.url(), "CSMS connected");
-            self.cp.handle_connected(Instant::now());
-            let mut stop = false;
-            let mut reset = false;
-            // Online until the connection breaks.
-            loop {
-                // Events first: answering a CSMS request queues its CALLRESULT.
-                if self.drain_events() {
-                    reconnector.reset();
-                }
-                if let Err(error) = self.transmit(&mut connection).await {
-                    tracing::warn!(identity = %self.identity, %error, "CSMS send failed");
-                    break;
-                }
-                if stop {
-                    break;
-                }
-                if self.reset_due(Instant::now()) {
-                    reset = true;
-                    break;
-                }
-                let deadline = self.deadline();
-                tokio::select! {
-                    received = connection.recv() => match received {
-                        Ok(text) => {
-                            blocking(|| self.cp.handle_text(&text, Instant::now()));
-                            metrics::counter!(crate::metrics::OCPP_REJECTED, "identity" => self.identity.clone())
-                                .absolute(self.cp.rejected_frames());
-                        }
-                        Err(error) => {
-                            tracing::warn!(identity = %self.identity, %error, "CSMS connection lost");
-                            break;
-                        }
-                    },
-                    command = commands.recv() => match command {
-                        Some(command) => blocking(|| self.handle_command(command)),
-                        None => stop = true,
-                    },
-                    () = sleep_until(deadline) => blocking(|| self.handle_timeout(Instant::now())),
-                    _ = shutdown.changed() => stop = true,
-                }
-            }
-            blocking(|| self.cp.handle_disconnected());
-            self.drain_events();
-            if (stop || reset)
-                && let Err(error) = connection.close().await
-            {
-                tracing::debug!(identity = %self.identity, %error, "CSMS close");
-            }
-            if stop {
-                return;
-            }
-            if reset {
-                let kind = self.reset.take().map(|r| r.kind);
-                tracing::info!(identity = %self.identity, ?kind, "reset: connecting again");
-                reconnector.reset();
-            }
-        }
+        self.report_dispenser_status(now);
+        self.schedule_aligned(now);
+        self.cp
+            .open_transactions()
+            .iter()
+            .filter_map(|open| self.gun_of(open.connector).map(|gun| (gun, open.connector)))
+            .collect()
     }
 
-    /// Stops the transactions a restart cut (see the module docs), before anything else.
-    async fn recover(&mut self, cut: Vec<OpenTransaction>) {
-        let stored = blocking(|| self.cp.journal().load()).unwrap_or_default();
-        for open in cut {
-            let gun = self
-                .guns
-                .iter()
-                .find(|(_, c)| *c == open.connector)
-                .map(|&(g, _)| g);
-            let register = match gun {
-                Some(gun) => self.trusted_register(gun).await,
-                None => None,
-            };
-            let journaled_start = stored.messages.values().find_map(|m| match m {
-                TxMessage::Start { local, request } if *local == open.local => {
-                    Some(request.meter_start)
-                }
-                _ => None,
-            });
-            let meter_stop_wh = match (register, journaled_start) {
-                (Some(wh), _) => wh,
-                (None, Some(wh)) => {
-                    tracing::warn!(identity = %self.identity, local = open.local, "no trusted reading: meterStop = the journaled meterStart");
-                    wh
-                }
-                (None, None) => {
-                    tracing::error!(identity = %self.identity, local = open.local, "no trusted reading and no meterStart left: meterStop = 0");
-                    0
-                }
-            };
-            let now = Instant::now();
-            let timestamp = self.timestamp(now);
-            let stopped = blocking(|| {
-                self.cp.stop_transaction(
-                    open.connector,
-                    meter_stop_wh,
-                    self.previous_stop.reason(),
-                    timestamp,
-                    Vec::new(),
-                    now,
-                )
-            });
-            match stopped {
-                Ok(local) => {
-                    tracing::info!(identity = %self.identity, connector = open.connector, local, transaction_id = ?open.transaction_id, meter_stop_wh, reason = ?self.previous_stop.reason(), "transaction cut by a restart stopped");
-                }
-                Err(error) => {
-                    tracing::error!(identity = %self.identity, connector = open.connector, %error, "StopTransaction of a cut transaction not stored");
-                }
-            }
-        }
-    }
-
-    /// The trusted meter's register of `gun` in Wh, waiting up to
-    /// [`RECOVERY_READING_WAIT`] for one.
-    async fn trusted_register(&mut self, gun: GunId) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + RECOVERY_READING_WAIT;
-        loop {
-            let register = self
-                .readings
-                .borrow_and_update()
-                .iter()
-                .find(|r| r.gun == gun)
-                .and_then(|r| r.meter)
-                .map(|m| watt_hours(m.energy_register));
-            if register.is_some() {
-                return register;
-            }
-            match tokio::time::timeout_at(deadline, self.readings.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return None,
-            }
-        }
-    }
-
-    /// Sends every frame the core has ready, in order.
-    async fn transmit(
-        &mut self,
-        connection: &mut Connection,
-    ) -> Result<(), super::transport::TransportError> {
-        while let Some(text) = self.cp.poll_transmit() {
-            match Frame::parse(&text) {
-                Ok(frame) => connection.send(&frame).await?,
-                Err(rejected) => {
-                    tracing::error!(identity = %self.identity, %text, error = %rejected.error, "the core produced a frame that does not parse");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// When the core, the next meter sample, a clock-aligned reading, a waiting unlock or
-    /// a Soft reset's grace wants the driver.
-    fn deadline(&self) -> Option<Instant> {
-        let unlock_poll = (!self.unlocks.is_empty()).then(|| Instant::now() + UNLOCK_POLL);
+    /// When [`Self::handle_timeout`] is to be called next: the core's timers, the next
+    /// meter sample, a clock-aligned reading, a waiting unlock or a Soft reset's grace.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let unlock_poll = (!self.unlocks.is_empty()).then(|| now + UNLOCK_POLL);
         let reset = self
             .reset
             .filter(|r| r.kind == ResetType::Soft)
@@ -799,7 +441,8 @@ impl Driver {
             .min()
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
+    /// Serves every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
         self.cp.handle_timeout(now);
         self.check_unlocks(now);
         if self.aligned_at.is_some_and(|at| at <= now) {
@@ -878,15 +521,17 @@ impl Driver {
         measurands(self.cp.configuration().get(key).unwrap_or_default())
     }
 
-    /// The wall-clock time at `now`: the CSMS's, else this machine's.
+    /// The wall-clock time at `now`: the CSMS's, else the local clock's.
     fn timestamp(&self, now: Instant) -> DateTime {
         self.cp.wall_clock(now).unwrap_or_else(|| {
-            DateTime::from_unix_millis(i64::try_from(crate::publish::unix_ms()).unwrap_or(i64::MAX))
+            let (at, millis) = self.local_clock;
+            let since = i64::try_from(now.saturating_duration_since(at).as_millis());
+            DateTime::from_unix_millis(millis.saturating_add(since.unwrap_or(i64::MAX)))
         })
     }
 
-    fn handle_command(&mut self, command: DriverCommand) {
-        let now = Instant::now();
+    /// A command of the control task.
+    pub fn handle_command(&mut self, command: DriverCommand, now: Instant) {
         match command {
             DriverCommand::Status {
                 connector,
@@ -992,7 +637,7 @@ impl Driver {
     }
 
     /// Handles the core's events; true if the CSMS answered any call (the link works).
-    fn drain_events(&mut self) -> bool {
+    pub fn handle_events(&mut self, now: Instant) -> bool {
         let mut answered = false;
         while let Some(event) = self.cp.poll_event() {
             match event {
@@ -1000,7 +645,7 @@ impl Driver {
                     answered |= outcome.is_ok();
                     self.handle_answer(request, outcome);
                 }
-                Event::Request(request) => self.handle_request(request, Instant::now()),
+                Event::Request(request) => self.handle_request(request, now),
                 Event::Authorized {
                     id_tag,
                     accepted,
@@ -1016,7 +661,7 @@ impl Driver {
                         self.report_connection_timeout();
                     }
                     if key == CLOCK_ALIGNED_DATA_INTERVAL {
-                        self.schedule_aligned(Instant::now());
+                        self.schedule_aligned(now);
                     }
                 }
                 Event::TransactionStarted {
@@ -1096,12 +741,59 @@ impl Driver {
         }
     }
 
-    fn decide(&self, gun: GunId, token: IdToken, decision: AuthDecision) {
+    fn decide(&mut self, gun: GunId, token: IdToken, decision: AuthDecision) {
         self.report(DriverReport::Auth(AuthResult {
             gun,
             token,
             decision,
         }));
+    }
+
+    /// Stops the transactions a restart cut (see the module docs), with the trusted
+    /// registers of the readings set now; call it once, before the first command.
+    pub fn recover(&mut self, now: Instant) {
+        let stored = self.cp.journal().load().unwrap_or_default();
+        for open in self.cp.open_transactions() {
+            let register = self
+                .gun_of(open.connector)
+                .and_then(|gun| self.reading(gun))
+                .and_then(|r| r.meter)
+                .map(|m| watt_hours(m.energy_register));
+            let journaled_start = stored.messages.values().find_map(|m| match m {
+                TxMessage::Start { local, request } if *local == open.local => {
+                    Some(request.meter_start)
+                }
+                _ => None,
+            });
+            let meter_stop_wh = match (register, journaled_start) {
+                (Some(wh), _) => wh,
+                (None, Some(wh)) => {
+                    tracing::warn!(identity = %self.identity, local = open.local, "no trusted reading: meterStop = the journaled meterStart");
+                    wh
+                }
+                (None, None) => {
+                    tracing::error!(identity = %self.identity, local = open.local, "no trusted reading and no meterStart left: meterStop = 0");
+                    0
+                }
+            };
+            let reason = self.previous_stop.reason();
+            let timestamp = self.timestamp(now);
+            match self.cp.stop_transaction(
+                open.connector,
+                meter_stop_wh,
+                reason,
+                timestamp,
+                Vec::new(),
+                now,
+            ) {
+                Ok(local) => {
+                    tracing::info!(identity = %self.identity, connector = open.connector, local, transaction_id = ?open.transaction_id, meter_stop_wh, ?reason, "transaction cut by a restart stopped");
+                }
+                Err(error) => {
+                    tracing::error!(identity = %self.identity, connector = open.connector, %error, "StopTransaction of a cut transaction not stored");
+                }
+            }
+        }
     }
 
     /// The CSMS refused the id tag of the transaction on `connector`: its session is
@@ -1121,11 +813,7 @@ impl Driver {
 
     /// The latest reading of `gun`.
     fn reading(&self, gun: GunId) -> Option<GunReading> {
-        self.readings
-            .borrow()
-            .iter()
-            .find(|r| r.gun == gun)
-            .copied()
+        self.readings.iter().find(|r| r.gun == gun).copied()
     }
 
     /// Reports connector 0, the dispenser itself (§4.9: Available, Unavailable or
@@ -1150,45 +838,26 @@ impl Driver {
     }
 
     /// Hands ConnectionTimeOut to the control task for every gun.
-    fn report_connection_timeout(&self) {
+    fn report_connection_timeout(&mut self) {
         let seconds = self
             .cp
             .configuration()
             .int(CONNECTION_TIME_OUT)
             .unwrap_or(60);
         let timeout = Duration::from_secs(u64::try_from(seconds).unwrap_or(60));
-        for &(gun, _) in &self.guns {
+        for (gun, _) in self.guns.clone() {
             self.report(DriverReport::ConnectionTimeout { gun, timeout });
         }
     }
 
     /// Asks the control task to make `connector`'s gun (un)available.
-    fn set_available(&self, connector: u32, available: bool) {
+    fn set_available(&mut self, connector: u32, available: bool) {
         if let Some(&(gun, _)) = self.guns.iter().find(|(_, c)| *c == connector) {
             self.report(DriverReport::SetAvailable { gun, available });
         }
     }
 
-    fn report(&self, report: DriverReport) {
-        if self.reports.send(report).is_err() {
-            tracing::debug!(identity = %self.identity, "control task gone; report dropped");
-        }
-    }
-}
-
-/// Runs `f`, which may wait for a durable journal write, off the async workers' duty:
-/// under [`tokio::task::block_in_place`] on a multi-thread runtime, directly elsewhere.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
-/// Sleeps until `deadline`, forever when there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
+    fn report(&mut self, report: DriverReport) {
+        self.reports.push_back(report);
     }
 }

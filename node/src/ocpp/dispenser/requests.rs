@@ -1,4 +1,4 @@
-//! The CALLs from the CSMS that the node carries out (OCPP 1.6 §5): each answers through
+//! The CALLs from the CSMS that the dispenser carries out (OCPP 1.6 §5): each answers through
 //! the core's [`Responder`], at once or, for UnlockConnector, once the lock has moved.
 //! What each one does is in the module docs of [`super`].
 
@@ -16,7 +16,7 @@ use super::super::messages::central_system::{
 };
 use super::super::messages::charge_point::{DataTransferResponse, DataTransferStatus, Reason};
 use super::super::messages::meter::ReadingContext;
-use super::{Driver, DriverReport, METER_VALUES_SAMPLED_DATA, meter_value};
+use super::{Dispenser, DriverReport, METER_VALUES_SAMPLED_DATA, meter_value};
 use crate::connector::{ConnectorStatus, IdToken};
 
 /// How long UnlockConnector waits for the lock to read Unlocked (a running session ramps
@@ -45,11 +45,13 @@ pub(super) struct PendingUnlock {
     pub responder: Responder<UnlockConnectorRequest>,
 }
 
-impl Driver {
+impl Dispenser {
     /// Carries out a CALL from the CSMS (see the module docs of [`super`]).
     pub(super) fn handle_request(&mut self, request: CsmsRequest, now: Instant) {
         let sent = match request {
-            CsmsRequest::ChangeAvailability(request, r) => self.change_availability(&request, r),
+            CsmsRequest::ChangeAvailability(request, r) => {
+                self.change_availability(&request, r, now)
+            }
             CsmsRequest::DataTransfer(request, r) => {
                 tracing::info!(identity = %self.identity, vendor = %request.vendor_id, "DataTransfer from the CSMS: no vendor extension known");
                 self.cp.answer(
@@ -60,7 +62,7 @@ impl Driver {
                     },
                 )
             }
-            CsmsRequest::RemoteStartTransaction(request, r) => self.remote_start(&request, r),
+            CsmsRequest::RemoteStartTransaction(request, r) => self.remote_start(&request, r, now),
             CsmsRequest::RemoteStopTransaction(request, r) => self.remote_stop(&request, r),
             CsmsRequest::Reset(request, r) => self.reset(&request, r, now),
             CsmsRequest::TriggerMessage(request, r) => self.trigger(&request, r, now),
@@ -82,6 +84,7 @@ impl Driver {
         &mut self,
         request: &RemoteStartTransactionRequest,
         responder: Responder<RemoteStartTransactionRequest>,
+        now: Instant,
     ) -> bool {
         let free = |status: Option<&ConnectorStatus>| {
             matches!(
@@ -104,31 +107,33 @@ impl Driver {
                     })
                 }),
         };
-        let status = match chosen {
-            Some((gun, connector)) => {
-                let id_tag = request.id_tag.clone();
-                let token = IdToken::Remote(id_tag.to_string());
-                let authorize = self
-                    .cp
-                    .configuration()
-                    .bool(AUTHORIZE_REMOTE_TX_REQUESTS)
-                    .unwrap_or(false);
-                tracing::info!(identity = %self.identity, %gun, connector, %id_tag, authorize, "RemoteStartTransaction accepted");
-                if authorize {
-                    self.pending.push_back((gun, token, id_tag.clone()));
-                    self.cp.authorize(id_tag, Instant::now());
-                } else {
-                    self.report(DriverReport::RemoteStart { gun, token });
-                }
-                AcceptedRejected::Accepted
-            }
-            None => {
-                tracing::info!(identity = %self.identity, connector = ?request.connector_id, statuses = ?self.statuses, "RemoteStartTransaction: no free connector, rejected");
-                AcceptedRejected::Rejected
-            }
+        let status = if chosen.is_some() {
+            AcceptedRejected::Accepted
+        } else {
+            tracing::info!(identity = %self.identity, connector = ?request.connector_id, statuses = ?self.statuses, "RemoteStartTransaction: no free connector, rejected");
+            AcceptedRejected::Rejected
         };
-        self.cp
-            .answer(responder, &RemoteStartTransactionResponse { status })
+        // The answer first: an Authorize it causes comes after it on the wire.
+        let sent = self
+            .cp
+            .answer(responder, &RemoteStartTransactionResponse { status });
+        if let Some((gun, connector)) = chosen {
+            let id_tag = request.id_tag.clone();
+            let token = IdToken::Remote(id_tag.to_string());
+            let authorize = self
+                .cp
+                .configuration()
+                .bool(AUTHORIZE_REMOTE_TX_REQUESTS)
+                .unwrap_or(false);
+            tracing::info!(identity = %self.identity, %gun, connector, %id_tag, authorize, "RemoteStartTransaction accepted");
+            if authorize {
+                self.pending.push_back((gun, token, id_tag.clone()));
+                self.cp.authorize(id_tag, now);
+            } else {
+                self.report(DriverReport::RemoteStart { gun, token });
+            }
+        }
+        sent
     }
 
     /// RemoteStopTransaction (see the module docs); true if the answer was sent.
@@ -168,6 +173,7 @@ impl Driver {
         &mut self,
         request: &ChangeAvailabilityRequest,
         responder: Responder<ChangeAvailabilityRequest>,
+        now: Instant,
     ) -> bool {
         let available = request.kind == AvailabilityType::Operative;
         let connectors: Vec<u32> = self
@@ -194,7 +200,7 @@ impl Driver {
                 }
             }
             tracing::info!(identity = %self.identity, connector = request.connector_id, available, ?status, "ChangeAvailability");
-            self.report_dispenser_status(Instant::now());
+            self.report_dispenser_status(now);
             status
         };
         self.cp
@@ -258,8 +264,18 @@ impl Driver {
         )
     }
 
+    /// The accepted Reset, once it is to be carried out: the shell then closes the
+    /// connection and connects again.
+    pub fn take_due_reset(&mut self, now: Instant) -> Option<ResetType> {
+        if self.reset_due(now) {
+            self.reset.take().map(|r| r.kind)
+        } else {
+            None
+        }
+    }
+
     /// Whether the accepted Reset is to be carried out now.
-    pub(super) fn reset_due(&self, now: Instant) -> bool {
+    fn reset_due(&self, now: Instant) -> bool {
         self.reset.is_some_and(|reset| match reset.kind {
             ResetType::Hard => true,
             ResetType::Soft => {
