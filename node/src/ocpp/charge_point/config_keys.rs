@@ -66,6 +66,16 @@ const fn rw(name: &'static str, kind: Kind, default: &'static str) -> KeyDef {
     }
 }
 
+/// Shorthand for a read-only key.
+const fn ro(name: &'static str, kind: Kind, default: &'static str) -> KeyDef {
+    KeyDef {
+        name,
+        readonly: true,
+        kind,
+        default,
+    }
+}
+
 /// Shorthand for an integer kind.
 const fn int(min: i64, max: i64) -> Kind {
     Kind::Int { min, max }
@@ -80,20 +90,10 @@ const KEYS: &[KeyDef] = &[
     rw("ClockAlignedDataInterval", int(0, DAY), "0"),
     rw("ConnectionTimeOut", int(1, 3_600), "60"),
     rw("ConnectorPhaseRotation", Kind::Text, "NotApplicable"),
-    KeyDef {
-        name: "GetConfigurationMaxKeys",
-        readonly: true,
-        kind: int(1, 100),
-        default: "64",
-    },
+    ro("GetConfigurationMaxKeys", int(1, 100), "64"),
     rw(HEARTBEAT_INTERVAL, int(1, DAY), "300"),
     rw("LocalAuthListEnabled", Kind::Bool, "true"),
-    KeyDef {
-        name: "LocalAuthListMaxLength",
-        readonly: true,
-        kind: int(0, 10_000),
-        default: "1000",
-    },
+    ro("LocalAuthListMaxLength", int(0, 10_000), "1000"),
     rw("LocalAuthorizeOffline", Kind::Bool, "true"),
     rw("LocalPreAuthorize", Kind::Bool, "false"),
     rw(
@@ -106,28 +106,13 @@ const KEYS: &[KeyDef] = &[
         Kind::Measurands(MAX_MEASURANDS),
         "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC",
     ),
-    KeyDef {
-        name: "MeterValuesSampledDataMaxLength",
-        readonly: true,
-        kind: int(1, 100),
-        default: "8",
-    },
+    ro("MeterValuesSampledDataMaxLength", int(1, 100), "8"),
     rw("MeterValueSampleInterval", int(0, DAY), "60"),
     rw(MINIMUM_STATUS_DURATION, int(0, 3_600), "0"),
     rw("ResetRetries", int(0, 10), "3"),
-    KeyDef {
-        name: "SendLocalListMaxLength",
-        readonly: true,
-        kind: int(0, 10_000),
-        default: "100",
-    },
+    ro("SendLocalListMaxLength", int(0, 10_000), "100"),
     // A DC session ends when its cable leaves the EV; neither can be configured away.
-    KeyDef {
-        name: "StopTransactionOnEVSideDisconnect",
-        readonly: true,
-        kind: Kind::Bool,
-        default: "true",
-    },
+    ro("StopTransactionOnEVSideDisconnect", Kind::Bool, "true"),
     rw("StopTransactionOnInvalidId", Kind::Bool, "true"),
     rw("StopTxnAlignedData", Kind::Measurands(MAX_MEASURANDS), ""),
     rw(
@@ -135,29 +120,18 @@ const KEYS: &[KeyDef] = &[
         Kind::Measurands(MAX_MEASURANDS),
         "Energy.Active.Import.Register",
     ),
-    KeyDef {
-        name: "SupportedFeatureProfiles",
-        readonly: true,
-        kind: Kind::Text,
-        default: "Core,LocalAuthListManagement,RemoteTrigger",
-    },
+    ro(
+        "SupportedFeatureProfiles",
+        Kind::Text,
+        "Core,LocalAuthListManagement,RemoteTrigger",
+    ),
     rw("TransactionMessageAttempts", int(1, 10), "3"),
     rw("TransactionMessageRetryInterval", int(1, 3_600), "60"),
-    KeyDef {
-        name: "UnlockConnectorOnEVSideDisconnect",
-        readonly: true,
-        kind: Kind::Bool,
-        default: "true",
-    },
+    ro("UnlockConnectorOnEVSideDisconnect", Kind::Bool, "true"),
 ];
 
 /// The definition of NumberOfConnectors; its value comes from the hub config.
-const NUMBER_OF_CONNECTORS: KeyDef = KeyDef {
-    name: "NumberOfConnectors",
-    readonly: true,
-    kind: int(1, 100),
-    default: "1",
-};
+const NUMBER_OF_CONNECTORS: KeyDef = ro("NumberOfConnectors", int(1, 100), "1");
 
 /// A key with its current value.
 #[derive(Debug, Clone)]

@@ -150,11 +150,16 @@ fn reply(d: &mut Dispenser, frame: &Value, payload: Value, now: Instant) {
     d.handle_events(now);
 }
 
+/// A CALL from the CSMS with message id `id`, whose answer the test reads itself.
+fn csms_call(d: &mut Dispenser, id: &str, action: &str, payload: Value, now: Instant) {
+    d.charge_point()
+        .handle_text(&json!([2, id, action, payload]).to_string(), now);
+    d.handle_events(now);
+}
+
 /// A CALL from the CSMS; returns the answer's payload.
 fn csms(d: &mut Dispenser, action: &str, payload: Value, now: Instant) -> Value {
-    d.charge_point()
-        .handle_text(&json!([2, "c", action, payload]).to_string(), now);
-    d.handle_events(now);
+    csms_call(d, "c", action, payload, now);
     let answer = sent(d)
         .into_iter()
         .find(|f| f[0] == 3 && f[1] == "c")
@@ -255,12 +260,8 @@ fn authorize_remote_tx_requests_asks_before_the_gun_gets_the_token() {
             }],
         ),
     ] {
-        d.charge_point().handle_text(
-            &json!([2, "r", "RemoteStartTransaction", {"idTag": tag, "connectorId": 1}])
-                .to_string(),
-            t0,
-        );
-        d.handle_events(t0);
+        let start = json!({"idTag": tag, "connectorId": 1});
+        csms_call(&mut d, "r", "RemoteStartTransaction", start, t0);
         let frames = sent(&mut d);
         assert_eq!(frames[0], json!([3, "r", {"status": "Accepted"}]));
         assert_eq!(frames[1][2], "Authorize");
@@ -352,11 +353,13 @@ fn unlock_answers_when_the_lock_opens_or_fails_after_the_wait() {
         reading(1, 2.0, LockState::Locked),
     ]);
     // Gun 0 opens its lock after a second: Unlocked.
-    d.charge_point().handle_text(
-        &json!([2, "u1", "UnlockConnector", {"connectorId": 1}]).to_string(),
+    csms_call(
+        &mut d,
+        "u1",
+        "UnlockConnector",
+        json!({"connectorId": 1}),
         t0,
     );
-    d.handle_events(t0);
     assert!(sent(&mut d).is_empty(), "the answer waits for the lock");
     assert_eq!(reports(&mut d), [DriverReport::Unlock { gun: GunId(0) }]);
     assert_eq!(d.poll_timeout(t0), Some(t0 + UNLOCK_POLL));
@@ -367,11 +370,13 @@ fn unlock_answers_when_the_lock_opens_or_fails_after_the_wait() {
     d.handle_timeout(t0 + s(1));
     assert_eq!(one(&mut d), json!([3, "u1", {"status": "Unlocked"}]));
     // Gun 1's lock stays closed: UnlockFailed after the wait, not before.
-    d.charge_point().handle_text(
-        &json!([2, "u2", "UnlockConnector", {"connectorId": 2}]).to_string(),
+    csms_call(
+        &mut d,
+        "u2",
+        "UnlockConnector",
+        json!({"connectorId": 2}),
         t0 + s(1),
     );
-    d.handle_events(t0 + s(1));
     d.handle_timeout(t0 + s(1) + requests::UNLOCK_WAIT - Duration::from_millis(1));
     assert!(sent(&mut d).is_empty());
     d.handle_timeout(t0 + s(1) + requests::UNLOCK_WAIT);
@@ -393,11 +398,13 @@ fn unlock_during_a_transaction_stops_it_with_unlock_command() {
     connect(&mut d, t0);
     transaction(&mut d, 1, 7, t0);
     d.set_readings(vec![reading(0, 1.0, LockState::Locked)]);
-    d.charge_point().handle_text(
-        &json!([2, "u", "UnlockConnector", {"connectorId": 1}]).to_string(),
+    csms_call(
+        &mut d,
+        "u",
+        "UnlockConnector",
+        json!({"connectorId": 1}),
         t0,
     );
-    d.handle_events(t0);
     assert_eq!(
         reports(&mut d),
         [
@@ -420,12 +427,13 @@ fn change_availability_is_scheduled_behind_a_transaction_and_survives_a_restart(
     let mut d = dispenser(t0);
     connect(&mut d, t0);
     transaction(&mut d, 1, 7, t0);
-    d.charge_point().handle_text(
-        &json!([2, "ca", "ChangeAvailability", {"connectorId": 0, "type": "Inoperative"}])
-            .to_string(),
+    csms_call(
+        &mut d,
+        "ca",
+        "ChangeAvailability",
+        json!({"connectorId": 0, "type": "Inoperative"}),
         t0,
     );
-    d.handle_events(t0);
     let frames = settle(&mut d, t0);
     assert!(
         frames.contains(&json!([3, "ca", {"status": "Scheduled"}])),
