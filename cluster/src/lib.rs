@@ -1,2 +1,5 @@
-//! The replicated hub record, the island manager and the fairness planner, and the
-//! openraft glue (DESIGN.md §3). Built by the cluster and planner issues.
+//! The cluster layer (DESIGN.md §3, §4): the Raft-replicated hub record that the cabinets
+//! agree on — the ring's state, module ownership by plan epoch, latched faults — and,
+//! next, the openraft glue over Zenoh and the island manager and planner.
+
+pub mod record;

@@ -1,0 +1,160 @@
+//! Latched faults (S6, S9): raised and cleared only through the log, never deleted, and
+//! cleared only by their rule or an operator.
+
+use ringhub_proto::config::CabinetId;
+use serde::{Deserialize, Serialize};
+
+use super::plan::Epoch;
+
+/// A latch's hub-unique number, given when it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LatchId(pub u64);
+
+impl std::fmt::Display for LatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "latch {}", self.0)
+    }
+}
+
+/// How bad a latch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    /// Worth an operator's look; charging goes on.
+    Warning,
+    /// Something is out of service until it clears.
+    Error,
+    /// A safety function acted (emergency open, weld): needs an operator.
+    Critical,
+}
+
+/// How a latch may be cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClearRule {
+    /// Only an operator, with a reason (S9 welds).
+    Operator,
+    /// By its node, once the condition has been gone for `hold_ms`.
+    ConditionGone {
+        /// How long the condition must stay gone, ms.
+        hold_ms: u32,
+    },
+    /// By its node, when the EV is unplugged.
+    Unplug,
+}
+
+/// What a node reports when it latches a fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatchSpec {
+    /// Stable machine-readable code (`CONTACTOR_WELDED`).
+    pub code: String,
+    /// What it is about (`segment 1 gc`, `module 3`).
+    pub subject: String,
+    /// How bad it is.
+    pub severity: Severity,
+    /// What was seen, for operators.
+    pub detail: String,
+    /// The node that saw it.
+    pub raised_by: CabinetId,
+    /// When it saw it, Unix ms.
+    pub raised_unix_ms: u64,
+    /// How it may be cleared.
+    pub clear_rule: ClearRule,
+}
+
+/// Who clears a latch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Clearer {
+    /// An operator, by name, with a reason.
+    Operator {
+        /// Who.
+        name: String,
+        /// Why it is safe now.
+        reason: String,
+    },
+    /// The latch's own rule, as judged by `node`.
+    Rule {
+        /// The node that judged it.
+        node: CabinetId,
+    },
+}
+
+/// Where a latch stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LatchStatus {
+    /// In force.
+    Active,
+    /// Cleared; kept for history.
+    Cleared {
+        /// Who cleared it.
+        by: Clearer,
+        /// When, Unix ms.
+        at_unix_ms: u64,
+    },
+}
+
+/// One latch as the record holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latch {
+    /// Its number.
+    pub id: LatchId,
+    /// As raised.
+    pub spec: LatchSpec,
+    /// The plan epoch in force when it was raised.
+    pub plan_epoch: Epoch,
+    /// Active or cleared.
+    pub status: LatchStatus,
+    /// How often the same code on the same subject was raised again while active.
+    pub repeat_count: u32,
+    /// When it was last raised again, Unix ms.
+    pub last_seen_unix_ms: Option<u64>,
+}
+
+impl Latch {
+    /// Whether it is in force.
+    pub fn is_active(&self) -> bool {
+        self.status == LatchStatus::Active
+    }
+}
+
+/// Why a clear was refused; the latch is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ClearError {
+    /// No such latch.
+    #[error("{0} does not exist")]
+    Unknown(LatchId),
+    /// It was cleared already.
+    #[error("{0} is not active")]
+    NotActive(LatchId),
+    /// Its rule needs an operator (S9).
+    #[error("{id} ({code}) needs an operator to clear it")]
+    NeedsOperator {
+        /// The latch.
+        id: LatchId,
+        /// Its code.
+        code: String,
+    },
+    /// An operator's clear without a name or a reason.
+    #[error("clearing {0} needs the operator's name and a reason")]
+    NoReason(LatchId),
+}
+
+/// Checks that `by` may clear `latch`.
+pub(super) fn may_clear(latch: &Latch, by: &Clearer) -> Result<(), ClearError> {
+    if !latch.is_active() {
+        return Err(ClearError::NotActive(latch.id));
+    }
+    match by {
+        Clearer::Operator { name, reason }
+            if name.trim().is_empty() || reason.trim().is_empty() =>
+        {
+            Err(ClearError::NoReason(latch.id))
+        }
+        Clearer::Operator { .. } => Ok(()),
+        Clearer::Rule { .. } if latch.spec.clear_rule == ClearRule::Operator => {
+            Err(ClearError::NeedsOperator {
+                id: latch.id,
+                code: latch.spec.code.clone(),
+            })
+        }
+        Clearer::Rule { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,396 @@
+//! The replicated hub record: the state machine every node applies the Raft log to
+//! (issue 7, "The replicated record"). Pure: [`HubRecord::apply`] takes a [`Request`] and
+//! returns its [`Outcome`]; it reads no clock (times come in the commands) and does no IO.
+//!
+//! ```text
+//!   Request { client, serial, Command } ──apply──► HubRecord ──► Outcome
+//!                                                   ├ segments: out of service, tie observed
+//!                                                   ├ plan: the committed epoch (islands,
+//!                                                   │       owners, budgets)
+//!                                                   ├ reached: the epoch each node applied
+//!                                                   ├ latches: raised, cleared, never lost
+//!                                                   └ sessions: each client's last answer
+//! ```
+//!
+//! - **Idempotent**: a client numbers its requests; a request with the number of the
+//!   client's last one gets that one's outcome again and changes nothing (a retry after a
+//!   lost answer or a leader change applies once); an older number is refused as stale.
+//! - **Validated**: a command that would break S1 (a module in two islands, or outside
+//!   its gun's island), S2 (a gun outside its island), S6 (a latch lost or cleared against
+//!   its rule) or S8 (more power granted than the site limit) is refused with the reason,
+//!   and changes nothing — every node refuses it alike, so the record stays the same on
+//!   all of them.
+//! - **Snapshots**: [`HubRecord::snapshot`] is everything the log built;
+//!   [`HubRecord::restore`] rebuilds the record from it on the same ring.
+
+mod latch;
+mod plan;
+mod topology;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use ringhub_proto::config::{CabinetId, ModuleId, SegmentId};
+use serde::{Deserialize, Serialize};
+
+pub use latch::{ClearError, ClearRule, Clearer, Latch, LatchId, LatchSpec, LatchStatus, Severity};
+pub use plan::{Epoch, Island, Plan, PlanError};
+pub use topology::{
+    OutOfService, SegmentSpec, SegmentState, SegmentStates, TieObservation, Topology,
+};
+
+/// Power in whole watts: budgets add up exactly.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Watts(pub u64);
+
+impl Watts {
+    /// `kw` kilowatts, rounded down to the watt (negative and NaN: zero).
+    pub fn from_kilowatts(kw: f64) -> Self {
+        // `as` saturates and maps NaN to 0.
+        Self((kw * 1000.0) as u64)
+    }
+}
+
+impl std::fmt::Display for Watts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} W", self.0)
+    }
+}
+
+/// Who sends requests: a node, under a name that is new on every start (its boot id), so
+/// its request numbers can start again at 1.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientId(pub String);
+
+/// One entry of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Who sent it.
+    pub client: ClientId,
+    /// The client's number for it, from 1, one more for each new request.
+    pub serial: u64,
+    /// What it asks.
+    pub command: Command,
+}
+
+/// What a request asks of the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Latch a fault; the same code on the same subject while active counts a repeat.
+    RaiseLatch(LatchSpec),
+    /// Clear a latch, by its rule or an operator.
+    ClearLatch {
+        /// The latch.
+        id: LatchId,
+        /// Who clears it.
+        by: Clearer,
+        /// When, Unix ms.
+        at_unix_ms: u64,
+    },
+    /// Commit the next plan epoch.
+    CommitPlan(Plan),
+    /// A node has applied every plan up to `epoch`.
+    ReportEpoch {
+        /// The node.
+        node: CabinetId,
+        /// The epoch it reached.
+        epoch: Epoch,
+    },
+    /// Take a segment out of service (with the reason) or put it back (`None`).
+    SetOutOfService {
+        /// The segment.
+        segment: SegmentId,
+        /// Why, or `None` to put it back in service.
+        out: Option<OutOfService>,
+    },
+    /// What a tie's feedback shows.
+    ObserveTie {
+        /// The tie's segment.
+        segment: SegmentId,
+        /// Its observed state.
+        observed: TieObservation,
+    },
+}
+
+/// What a request did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Applied.
+    Applied(Applied),
+    /// Refused; nothing changed.
+    Rejected(Rejection),
+}
+
+/// What an applied request changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// A latch was raised (`new`), or an active one counted a repeat.
+    Latched {
+        /// The latch.
+        id: LatchId,
+        /// Whether it is a new latch.
+        new: bool,
+    },
+    /// The latch was cleared.
+    Cleared(LatchId),
+    /// The plan is now in force.
+    Committed(Epoch),
+    /// The node's reached epoch is now this (never lowered).
+    Reached(Epoch),
+    /// The segment's state was recorded.
+    Segment(SegmentId),
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Rejection {
+    /// A request older than the client's last one.
+    #[error("request {serial} of {client:?} is older than its last one ({last})")]
+    Stale {
+        /// The client.
+        client: ClientId,
+        /// The request's number.
+        serial: u64,
+        /// The client's last number.
+        last: u64,
+    },
+    /// The plan breaks a rule.
+    #[error("plan refused: {0}")]
+    Plan(#[from] PlanError),
+    /// The clear is not allowed.
+    #[error("clear refused: {0}")]
+    Clear(#[from] ClearError),
+    /// A segment the ring does not have.
+    #[error("no segment {0} in the ring")]
+    UnknownSegment(SegmentId),
+    /// A tie that is not fitted cannot be observed.
+    #[error("segment {0} has no tie fitted")]
+    NoTie(SegmentId),
+    /// A node reports an epoch not committed yet.
+    #[error("{node} reports {epoch}, but {committed} is the last committed")]
+    EpochAhead {
+        /// The node.
+        node: CabinetId,
+        /// What it reported.
+        epoch: Epoch,
+        /// The committed epoch.
+        committed: Epoch,
+    },
+}
+
+/// A client's last request and its outcome, for retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The number of the last request.
+    pub serial: u64,
+    /// Its outcome.
+    pub outcome: Outcome,
+}
+
+/// Everything the log has built: what a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordState {
+    /// Segments out of service and observed ties.
+    pub segments: SegmentStates,
+    /// The plan in force.
+    pub plan: Option<Plan>,
+    /// The epoch each node reached.
+    pub reached: BTreeMap<CabinetId, Epoch>,
+    /// Every latch ever raised, active or cleared.
+    pub latches: BTreeMap<LatchId, Latch>,
+    /// Each client's last request.
+    pub sessions: BTreeMap<ClientId, Session>,
+}
+
+/// The record on one ring; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRecord {
+    /// The ring, from the hub config.
+    topology: Topology,
+    /// What the log built.
+    state: RecordState,
+}
+
+impl HubRecord {
+    /// An empty record on `topology`: the initial plan in force (epoch 0, everything
+    /// alone and idle), no latch.
+    pub fn new(topology: Topology) -> Self {
+        let plan = Plan::initial(&topology);
+        Self {
+            topology,
+            state: RecordState {
+                plan: Some(plan),
+                ..RecordState::default()
+            },
+        }
+    }
+
+    /// The record a snapshot holds, on `topology`.
+    pub fn restore(topology: Topology, state: RecordState) -> Self {
+        Self { topology, state }
+    }
+
+    /// What a snapshot holds.
+    pub fn snapshot(&self) -> &RecordState {
+        &self.state
+    }
+
+    /// The ring.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> Option<&Plan> {
+        self.state.plan.as_ref()
+    }
+
+    /// The epoch in force.
+    pub fn epoch(&self) -> Epoch {
+        self.state.plan.as_ref().map_or(Epoch(0), |p| p.epoch)
+    }
+
+    /// The gun that holds each module in the plan in force.
+    pub fn owners(&self) -> BTreeMap<ModuleId, ringhub_proto::config::GunId> {
+        self.state
+            .plan
+            .as_ref()
+            .map(Plan::owners)
+            .unwrap_or_default()
+    }
+
+    /// The active latches.
+    pub fn active_latches(&self) -> impl Iterator<Item = &Latch> {
+        self.state.latches.values().filter(|l| l.is_active())
+    }
+
+    /// Every latch, by id.
+    pub fn latches(&self) -> &BTreeMap<LatchId, Latch> {
+        &self.state.latches
+    }
+
+    /// Applies one log entry (see the module docs).
+    pub fn apply(&mut self, request: &Request) -> Outcome {
+        if let Some(session) = self.state.sessions.get(&request.client) {
+            if request.serial == session.serial {
+                return session.outcome.clone();
+            }
+            if request.serial < session.serial {
+                return Outcome::Rejected(Rejection::Stale {
+                    client: request.client.clone(),
+                    serial: request.serial,
+                    last: session.serial,
+                });
+            }
+        }
+        let outcome = match self.execute(&request.command) {
+            Ok(applied) => Outcome::Applied(applied),
+            Err(rejection) => Outcome::Rejected(rejection),
+        };
+        self.state.sessions.insert(
+            request.client.clone(),
+            Session {
+                serial: request.serial,
+                outcome: outcome.clone(),
+            },
+        );
+        outcome
+    }
+
+    /// Carries out a command, or refuses it changing nothing.
+    fn execute(&mut self, command: &Command) -> Result<Applied, Rejection> {
+        match command {
+            Command::RaiseLatch(spec) => Ok(self.raise(spec)),
+            Command::ClearLatch { id, by, at_unix_ms } => {
+                let latch = self
+                    .state
+                    .latches
+                    .get_mut(id)
+                    .ok_or(ClearError::Unknown(*id))?;
+                latch::may_clear(latch, by)?;
+                latch.status = LatchStatus::Cleared {
+                    by: by.clone(),
+                    at_unix_ms: *at_unix_ms,
+                };
+                Ok(Applied::Cleared(*id))
+            }
+            Command::CommitPlan(plan) => {
+                plan.check(&self.topology, &self.state.segments, self.epoch())?;
+                self.state.plan = Some(plan.clone());
+                Ok(Applied::Committed(plan.epoch))
+            }
+            Command::ReportEpoch { node, epoch } => {
+                let committed = self.epoch();
+                if *epoch > committed {
+                    return Err(Rejection::EpochAhead {
+                        node: node.clone(),
+                        epoch: *epoch,
+                        committed,
+                    });
+                }
+                let reached = self.state.reached.entry(node.clone()).or_default();
+                *reached = (*reached).max(*epoch);
+                Ok(Applied::Reached(*reached))
+            }
+            Command::SetOutOfService { segment, out } => {
+                self.topology
+                    .segment(*segment)
+                    .ok_or(Rejection::UnknownSegment(*segment))?;
+                self.state
+                    .segments
+                    .entry(*segment)
+                    .or_default()
+                    .out_of_service = out.clone();
+                Ok(Applied::Segment(*segment))
+            }
+            Command::ObserveTie { segment, observed } => {
+                let spec = self
+                    .topology
+                    .segment(*segment)
+                    .ok_or(Rejection::UnknownSegment(*segment))?;
+                if !spec.tie_fitted {
+                    return Err(Rejection::NoTie(*segment));
+                }
+                self.state.segments.entry(*segment).or_default().tie = Some(*observed);
+                Ok(Applied::Segment(*segment))
+            }
+        }
+    }
+
+    /// Raises `spec`, or counts a repeat of the active latch of its code and subject.
+    fn raise(&mut self, spec: &LatchSpec) -> Applied {
+        let repeat =
+            self.state.latches.values_mut().find(|l| {
+                l.is_active() && l.spec.code == spec.code && l.spec.subject == spec.subject
+            });
+        if let Some(latch) = repeat {
+            latch.repeat_count = latch.repeat_count.saturating_add(1);
+            latch.last_seen_unix_ms = Some(spec.raised_unix_ms);
+            return Applied::Latched {
+                id: latch.id,
+                new: false,
+            };
+        }
+        let id = LatchId(
+            self.state
+                .latches
+                .keys()
+                .next_back()
+                .map_or(1, |last| last.0 + 1),
+        );
+        let latch = Latch {
+            id,
+            spec: spec.clone(),
+            plan_epoch: self.epoch(),
+            status: LatchStatus::Active,
+            repeat_count: 0,
+            last_seen_unix_ms: None,
+        };
+        self.state.latches.insert(id, latch);
+        Applied::Latched { id, new: true }
+    }
+}
