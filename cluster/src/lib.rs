@@ -3,3 +3,5 @@
 //! next, the openraft glue over Zenoh and the island manager and planner.
 
 pub mod record;
+pub mod storage;
+pub mod types;

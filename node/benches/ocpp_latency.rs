@@ -139,6 +139,9 @@ async fn one_run(rig: &Rig, csms: &mut Csms, samples: &mut Samples) {
         v["event"] == "transaction" && v["cp"] == "RH-DEMO-A"
     });
     let id = transaction["transactionId"].clone();
+    // The CSMS logs the id before its answer goes out: a MeterValues carrying it shows
+    // the node has it.
+    csms.call_from(from, "MeterValues", |p| p["transactionId"] == id);
     let status = csms.command(&format!("remote_stop {id}"), "RemoteStopTransaction");
     assert_eq!(status, "Accepted");
     csms.call_from(from, "StopTransaction", |p| p["transactionId"] == id);
