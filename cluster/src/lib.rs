@@ -2,6 +2,7 @@
 //! agree on — the ring's state, module ownership by plan epoch, latched faults — and,
 //! next, the openraft glue over Zenoh and the island manager and planner.
 
+pub mod network;
 pub mod record;
 pub mod storage;
 pub mod types;

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use redb::Database;
 
 pub use self::log::LogStore;
-pub use self::state_machine::StateMachineStore;
+pub use self::state_machine::{RecordReader, StateMachineStore};
 use crate::record::Topology;
 
 /// Why the storage could not be opened.

@@ -1,0 +1,258 @@
+//! Raft RPCs over Zenoh (issue 7, "Transport and membership"): every node answers queries
+//! on `ringhub/<hub>/raft/<node>` ([`serve`]); a node calls another by querying its key
+//! ([`ZenohNetwork`]), with openraft's own per-RPC time limit as the query's timeout.
+//!
+//! ```text
+//!  openraft ─RaftNetwork──► get(ringhub/<hub>/raft/<to>, RaftRequest) ──Zenoh──► queryable
+//!           ◄──────────── RaftReply { ok | raft_error | refused } ◄──────────── raft.<rpc>()
+//! ```
+//!
+//! - No reply at all (no live queryable under the key, or none within the timeout) is
+//!   `Unreachable`: openraft backs off and tries again.
+//! - A reply Raft refused carries openraft's `RaftError`, handed back as a
+//!   `RemoteError` (the snapshot sender needs it to restart a chunked transfer).
+//! - A reply that does not decode, or an envelope the peer refused, is a `NetworkError`.
+//!   The serving side names what was wrong in its refusal, logs it and counts it
+//!   ([`RAFT_REFUSED`]); nothing of it reaches Raft.
+//!
+//! Envelopes are protobuf (`ringhub.v1.RaftRequest` / `RaftReply`); the Raft messages
+//! inside are openraft's types as JSON.
+
+use std::error::Error;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, BasicNode, Raft};
+use prost::Message;
+use ringhub_proto::v1::{RaftReply, RaftRequest, raft_reply, raft_request};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::{NodeId, TypeConfig};
+
+/// The Zenoh key a node answers Raft RPCs on.
+pub fn raft_key(hub: &str, node: NodeId) -> String {
+    format!("ringhub/{hub}/raft/{node}")
+}
+
+/// The client side: makes a [`Connection`] per peer for openraft.
+#[derive(Debug, Clone)]
+pub struct ZenohNetwork {
+    /// The node's Zenoh session.
+    session: zenoh::Session,
+    /// The hub, for keys.
+    hub: String,
+    /// This node's Raft id, stamped on every request.
+    from: NodeId,
+}
+
+impl ZenohNetwork {
+    /// The network of node `from` of hub `hub` over `session`.
+    pub fn new(session: zenoh::Session, hub: impl Into<String>, from: NodeId) -> Self {
+        Self {
+            session,
+            hub: hub.into(),
+            from,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for ZenohNetwork {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Connection {
+        Connection {
+            session: self.session.clone(),
+            key: raft_key(&self.hub, target),
+            from: self.from,
+            target,
+        }
+    }
+}
+
+/// RPCs to one peer.
+#[derive(Debug)]
+pub struct Connection {
+    /// The node's Zenoh session.
+    session: zenoh::Session,
+    /// The peer's key.
+    key: String,
+    /// This node's Raft id.
+    from: NodeId,
+    /// The peer's Raft id.
+    target: NodeId,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+/// A network failure named `what`.
+fn network<E: Error>(
+    what: impl std::fmt::Display,
+) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    RPCError::Network(NetworkError::new(&AnyError::error(what.to_string())))
+}
+
+impl Connection {
+    /// Sends `rpc` and waits up to `ttl` for its reply.
+    async fn call<T, E>(&self, rpc: raft_request::Rpc, ttl: Duration) -> RpcResult<T, E>
+    where
+        T: DeserializeOwned,
+        E: Error + DeserializeOwned,
+    {
+        let request = RaftRequest {
+            from_node: self.from,
+            to_node: self.target,
+            rpc: Some(rpc),
+        };
+        let replies = self
+            .session
+            .get(&self.key)
+            .payload(request.encode_to_vec())
+            .timeout(ttl)
+            .await
+            .map_err(|e| network(format!("query {}: {e}", self.key)))?;
+        let Ok(reply) = replies.recv_async().await else {
+            let why = AnyError::error(format!("no reply on {} within {ttl:?}", self.key));
+            return Err(RPCError::Unreachable(Unreachable::new(&why)));
+        };
+        let sample = reply
+            .into_result()
+            .map_err(|e| network(format!("{} replied with an error: {e:?}", self.key)))?;
+        let bytes = sample.payload().to_bytes();
+        let reply = RaftReply::decode(bytes.as_ref())
+            .map_err(|e| network(format!("{}: undecodable reply: {e}", self.key)))?;
+        match reply.result {
+            Some(raft_reply::Result::Ok(json)) => serde_json::from_slice(&json)
+                .map_err(|e| network(format!("{}: undecodable response: {e}", self.key))),
+            Some(raft_reply::Result::RaftError(json)) => {
+                let error: RaftError<NodeId, E> = serde_json::from_slice(&json)
+                    .map_err(|e| network(format!("{}: undecodable error: {e}", self.key)))?;
+                Err(RPCError::RemoteError(RemoteError::new(self.target, error)))
+            }
+            Some(raft_reply::Result::Refused(why)) => {
+                Err(network(format!("{} refused the request: {why}", self.key)))
+            }
+            None => Err(network(format!("{}: empty reply", self.key))),
+        }
+    }
+}
+
+/// The JSON of an openraft message; they always encode.
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(
+            raft_request::Rpc::AppendEntries(json(&rpc)),
+            option.hard_ttl(),
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(raft_request::Rpc::Vote(json(&rpc)), option.hard_ttl())
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(
+            raft_request::Rpc::InstallSnapshot(json(&rpc)),
+            option.hard_ttl(),
+        )
+        .await
+    }
+}
+
+/// Answers Raft RPCs for node `node` of hub `hub` until the session closes.
+pub async fn serve(
+    session: zenoh::Session,
+    hub: String,
+    node: NodeId,
+    raft: Raft<TypeConfig>,
+) -> Result<(), zenoh::Error> {
+    let queryable = session.declare_queryable(raft_key(&hub, node)).await?;
+    while let Ok(query) = queryable.recv_async().await {
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let payload = query.payload().map(|p| p.to_bytes().into_owned());
+            let reply = answer(&raft, node, payload.as_deref()).await;
+            if let Err(error) = query
+                .reply(query.key_expr().clone(), reply.encode_to_vec())
+                .await
+            {
+                tracing::debug!(%error, "Raft reply not sent");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Counts Raft requests refused as unusable (garbage, another node's).
+pub const RAFT_REFUSED: &str = "ringhub_raft_refused_requests_total";
+
+/// The reply to one query.
+async fn answer(raft: &Raft<TypeConfig>, node: NodeId, payload: Option<&[u8]>) -> RaftReply {
+    let refused = |why: String| {
+        tracing::warn!(node, %why, "Raft request refused");
+        metrics::counter!(RAFT_REFUSED).increment(1);
+        RaftReply {
+            result: Some(raft_reply::Result::Refused(why)),
+        }
+    };
+    let request = match RaftRequest::decode(payload.unwrap_or_default()) {
+        Ok(request) => request,
+        Err(e) => return refused(format!("undecodable request: {e}")),
+    };
+    if request.to_node != node {
+        return refused(format!(
+            "request for node {} reached node {node}",
+            request.to_node
+        ));
+    }
+    match request.rpc {
+        Some(raft_request::Rpc::AppendEntries(json)) => match serde_json::from_slice(&json) {
+            Ok(rpc) => reply(raft.append_entries(rpc).await),
+            Err(e) => refused(format!("undecodable AppendEntries: {e}")),
+        },
+        Some(raft_request::Rpc::Vote(json)) => match serde_json::from_slice(&json) {
+            Ok(rpc) => reply(raft.vote(rpc).await),
+            Err(e) => refused(format!("undecodable Vote: {e}")),
+        },
+        Some(raft_request::Rpc::InstallSnapshot(json)) => match serde_json::from_slice(&json) {
+            Ok(rpc) => reply(raft.install_snapshot(rpc).await),
+            Err(e) => refused(format!("undecodable InstallSnapshot: {e}")),
+        },
+        None => refused("no RPC in the request".into()),
+    }
+}
+
+/// The reply carrying `result`.
+fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> RaftReply {
+    RaftReply {
+        result: Some(match result {
+            Ok(response) => raft_reply::Result::Ok(json(&response)),
+            Err(error) => raft_reply::Result::RaftError(json(&error)),
+        }),
+    }
+}

@@ -1,0 +1,249 @@
+//! Three Raft nodes in one process, each with its own redb file and its own Zenoh session
+//! (peer mode, explicit TCP endpoints on loopback, scouting off): they elect a leader,
+//! replicate a latch to every record, and, when the leader stops and its session closes,
+//! elect another one that goes on committing with the record intact.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config, Raft, ServerState};
+use prost::Message;
+use ringhub_cluster::network::{ZenohNetwork, serve};
+use ringhub_cluster::record::{
+    ClearRule, ClientId, Command, LatchSpec, Outcome, Request, Severity, Topology,
+};
+use ringhub_cluster::storage::{self, StateMachineStore};
+use ringhub_cluster::types::{NodeId, TypeConfig};
+use ringhub_proto::config::HubConfig;
+
+/// How long any one awaited condition may take.
+const STEP: Duration = Duration::from_secs(20);
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("ringhub-raft-it-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A peer-mode Zenoh config listening on `listen` and connecting to `connect`.
+fn zenoh_config(listen: &str, connect: &[String]) -> zenoh::Config {
+    let mut config = zenoh::Config::default();
+    let list = |endpoints: &[String]| serde_json::Value::from(endpoints.to_vec()).to_string();
+    for (key, value) in [
+        ("mode", r#""peer""#.to_owned()),
+        ("listen/endpoints", list(&[listen.to_owned()])),
+        ("connect/endpoints", list(connect)),
+        ("scouting/multicast/enabled", "false".to_owned()),
+        ("transport/link/tx/lease", "1000".to_owned()),
+    ] {
+        config.insert_json5(key, &value).expect(key);
+    }
+    config
+}
+
+/// One running node.
+struct Node {
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    record: ringhub_cluster::storage::RecordReader,
+    session: zenoh::Session,
+}
+
+async fn start(id: NodeId, endpoints: &[String], dir: &TempDir) -> Node {
+    let listen = &endpoints[usize::try_from(id - 1).expect("small")];
+    let others: Vec<String> = endpoints.iter().filter(|e| *e != listen).cloned().collect();
+    let session = zenoh::open(zenoh_config(listen, &others))
+        .await
+        .expect("zenoh session");
+    let topology = Topology::from_config(&HubConfig::demo());
+    let (log, sm): (_, StateMachineStore) =
+        storage::open(&dir.0.join(format!("node-{id}.redb")), topology).expect("storage");
+    let record = sm.reader();
+    let config = Config {
+        cluster_name: "ringhub-test".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        install_snapshot_timeout: 1000,
+        ..Config::default()
+    };
+    let config = Arc::new(config.validate().expect("a valid config"));
+    let network = ZenohNetwork::new(session.clone(), "test", id);
+    let raft = Raft::new(id, config, network, log, sm).await.expect("raft");
+    tokio::spawn(serve(session.clone(), "test".into(), id, raft.clone()));
+    Node {
+        id,
+        raft,
+        record,
+        session,
+    }
+}
+
+/// Waits until `nodes` agree on a leader among them; returns its id.
+async fn leader(nodes: &[&Node]) -> NodeId {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes
+            .iter()
+            .map(|n| n.raft.metrics().borrow().current_leader)
+            .collect();
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|l| *l == Some(*leader))
+            && nodes.iter().any(|n| n.id == *leader)
+        {
+            return *leader;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no agreed leader: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn weld(serial: u64, subject: &str) -> Request {
+    Request {
+        client: ClientId("test/1".into()),
+        serial,
+        command: Command::RaiseLatch(LatchSpec {
+            code: "CONTACTOR_WELDED".into(),
+            subject: subject.into(),
+            severity: Severity::Critical,
+            detail: "test".into(),
+            raised_by: "cab-a".parse().expect("id"),
+            raised_unix_ms: serial,
+            clear_rule: ClearRule::Operator,
+        }),
+    }
+}
+
+/// Waits until every node of `nodes` has applied up to `index` and holds `latches`.
+async fn replicated(nodes: &[&Node], index: u64, latches: usize) {
+    for node in nodes {
+        node.raft
+            .wait(Some(STEP))
+            .applied_index_at_least(Some(index), "the latch applied")
+            .await
+            .unwrap_or_else(|e| panic!("node {} did not apply {index}: {e}", node.id));
+        assert_eq!(
+            node.record.read(|r| r.latches().len()),
+            latches,
+            "node {}",
+            node.id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_replicate_and_survive_the_leader() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = TempDir::new();
+        let endpoints: Vec<String> = (0..3)
+            .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
+            .collect();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(start(id, &endpoints, &dir).await);
+        }
+        let members: BTreeMap<NodeId, BasicNode> =
+            (1..=3).map(|id| (id, BasicNode::default())).collect();
+        // Every node initialises with the same members: one wins, the others are told
+        // it is done already (NotAllowed), which is fine.
+        for node in &nodes {
+            let _ = node.raft.initialize(members.clone()).await;
+        }
+        let all: Vec<&Node> = nodes.iter().collect();
+        let first = leader(&all).await;
+        let leader_node = nodes.iter().find(|n| n.id == first).expect("leader");
+        let written = leader_node
+            .raft
+            .client_write(weld(1, "segment 0 gc"))
+            .await
+            .expect("committed");
+        assert!(
+            matches!(written.data, Some(Outcome::Applied(_))),
+            "{:?}",
+            written.data
+        );
+        replicated(&all, written.log_id.index, 1).await;
+
+        // Garbage, and a request for another node, are refused by name; Raft goes on.
+        for (payload, expected) in [
+            (b"\xff\xff garbage".to_vec(), "undecodable request"),
+            (
+                ringhub_proto::v1::RaftRequest {
+                    from_node: 9,
+                    to_node: 7,
+                    rpc: None,
+                }
+                .encode_to_vec(),
+                "request for node 7 reached node 1",
+            ),
+        ] {
+            let replies = nodes[1]
+                .session
+                .get(ringhub_cluster::network::raft_key("test", 1))
+                .payload(payload)
+                .timeout(STEP)
+                .await
+                .expect("query");
+            let reply = replies.recv_async().await.expect("a reply");
+            let sample = reply.into_result().expect("a sample");
+            let bytes = sample.payload().to_bytes().into_owned();
+            let reply = ringhub_proto::v1::RaftReply::decode(bytes.as_slice()).expect("decodes");
+            match reply.result {
+                Some(ringhub_proto::v1::raft_reply::Result::Refused(why)) => {
+                    assert!(why.contains(expected), "{why}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        // The leader stops and its Zenoh session closes: the others elect another.
+        let (gone, survivors): (Vec<Node>, Vec<Node>) =
+            nodes.into_iter().partition(|n| n.id == first);
+        for node in gone {
+            node.raft.shutdown().await.expect("shutdown");
+            node.session.close().await.expect("close");
+        }
+        let alive: Vec<&Node> = survivors.iter().collect();
+        let second = leader(&alive).await;
+        assert_ne!(second, first);
+        let new_leader = survivors.iter().find(|n| n.id == second).expect("leader");
+        assert_eq!(
+            new_leader.raft.metrics().borrow().state,
+            ServerState::Leader
+        );
+        let written = new_leader
+            .raft
+            .client_write(weld(2, "segment 1 gc"))
+            .await
+            .expect("committed by two of three");
+        replicated(&alive, written.log_id.index, 2).await;
+        println!("leader {first} stopped; {second} took over; both latches on both survivors");
+    })
+    .await
+    .expect("the test finished in time");
+}
