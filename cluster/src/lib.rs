@@ -4,5 +4,6 @@
 
 pub mod network;
 pub mod record;
+pub mod service;
 pub mod storage;
 pub mod types;

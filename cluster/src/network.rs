@@ -1,6 +1,8 @@
 //! Raft RPCs over Zenoh (issue 7, "Transport and membership"): every node answers queries
-//! on `ringhub/<hub>/raft/<node>` ([`serve`]); a node calls another by querying its key
-//! ([`ZenohNetwork`]), with openraft's own per-RPC time limit as the query's timeout.
+//! on `ringhub/<hub>/raft/<node>` ([`serve`]), `<node>` being its cabinet's name, which
+//! the membership carries as each member's `BasicNode::addr`; a node calls another by
+//! querying its key ([`ZenohNetwork`]), with openraft's own per-RPC time limit as the
+//! query's timeout.
 //!
 //! ```text
 //!  openraft ─RaftNetwork──► get(ringhub/<hub>/raft/<to>, RaftRequest) ──Zenoh──► queryable
@@ -37,8 +39,8 @@ use serde::de::DeserializeOwned;
 
 use crate::types::{NodeId, TypeConfig};
 
-/// The Zenoh key a node answers Raft RPCs on.
-pub fn raft_key(hub: &str, node: NodeId) -> String {
+/// The Zenoh key the node named `node` answers Raft RPCs on.
+pub fn raft_key(hub: &str, node: &str) -> String {
     format!("ringhub/{hub}/raft/{node}")
 }
 
@@ -67,10 +69,10 @@ impl ZenohNetwork {
 impl RaftNetworkFactory<TypeConfig> for ZenohNetwork {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Connection {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
         Connection {
             session: self.session.clone(),
-            key: raft_key(&self.hub, target),
+            key: raft_key(&self.hub, &node.addr),
             from: self.from,
             target,
         }
@@ -184,19 +186,21 @@ impl RaftNetwork<TypeConfig> for Connection {
     }
 }
 
-/// Answers Raft RPCs for node `node` of hub `hub` until the session closes.
+/// Answers Raft RPCs for node `node` (Raft id `id`) of hub `hub` until the session
+/// closes.
 pub async fn serve(
     session: zenoh::Session,
     hub: String,
-    node: NodeId,
+    node: String,
+    id: NodeId,
     raft: Raft<TypeConfig>,
 ) -> Result<(), zenoh::Error> {
-    let queryable = session.declare_queryable(raft_key(&hub, node)).await?;
+    let queryable = session.declare_queryable(raft_key(&hub, &node)).await?;
     while let Ok(query) = queryable.recv_async().await {
         let raft = raft.clone();
         tokio::spawn(async move {
             let payload = query.payload().map(|p| p.to_bytes().into_owned());
-            let reply = answer(&raft, node, payload.as_deref()).await;
+            let reply = answer(&raft, id, payload.as_deref()).await;
             if let Err(error) = query
                 .reply(query.key_expr().clone(), reply.encode_to_vec())
                 .await

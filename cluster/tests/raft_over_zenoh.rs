@@ -63,6 +63,11 @@ fn zenoh_config(listen: &str, connect: &[String]) -> zenoh::Config {
     config
 }
 
+/// The cabinet name of node `id`.
+fn name(id: NodeId) -> String {
+    format!("cab-{id}")
+}
+
 /// One running node.
 struct Node {
     id: NodeId,
@@ -92,7 +97,13 @@ async fn start(id: NodeId, endpoints: &[String], dir: &TempDir) -> Node {
     let config = Arc::new(config.validate().expect("a valid config"));
     let network = ZenohNetwork::new(session.clone(), "test", id);
     let raft = Raft::new(id, config, network, log, sm).await.expect("raft");
-    tokio::spawn(serve(session.clone(), "test".into(), id, raft.clone()));
+    tokio::spawn(serve(
+        session.clone(),
+        "test".into(),
+        name(id),
+        id,
+        raft.clone(),
+    ));
     Node {
         id,
         raft,
@@ -168,7 +179,7 @@ async fn three_nodes_elect_replicate_and_survive_the_leader() {
             nodes.push(start(id, &endpoints, &dir).await);
         }
         let members: BTreeMap<NodeId, BasicNode> =
-            (1..=3).map(|id| (id, BasicNode::default())).collect();
+            (1..=3).map(|id| (id, BasicNode::new(name(id)))).collect();
         // Every node initialises with the same members: one wins, the others are told
         // it is done already (NotAllowed), which is fine.
         for node in &nodes {
@@ -204,7 +215,7 @@ async fn three_nodes_elect_replicate_and_survive_the_leader() {
         ] {
             let replies = nodes[1]
                 .session
-                .get(ringhub_cluster::network::raft_key("test", 1))
+                .get(ringhub_cluster::network::raft_key("test", &name(1)))
                 .payload(payload)
                 .timeout(STEP)
                 .await

@@ -54,6 +54,10 @@ pub const CONTACTOR_OPERATIONS: &str = "ringhub_contactor_operations_total";
 pub const FAULTS_ACTIVE: &str = "ringhub_faults_active";
 pub const PLC_ONLINE: &str = "ringhub_plc_online";
 pub const TICK: &str = "ringhub_controller_tick_seconds";
+pub const RAFT_TERM: &str = "ringhub_raft_term";
+pub const RAFT_LEADER: &str = "ringhub_raft_leader_id";
+pub const RAFT_IS_LEADER: &str = "ringhub_raft_is_leader";
+pub const RAFT_APPLIED: &str = "ringhub_raft_last_applied_index";
 
 /// Buckets of [`TICK`], seconds: a tick is tens of microseconds; the 5 ms fault path
 /// budget (DESIGN.md §6) must be visible.
@@ -144,6 +148,19 @@ pub fn describe() {
         TICK,
         Unit::Seconds,
         "Time the connector controllers take to handle one tick or event."
+    );
+    describe_gauge!(RAFT_TERM, "The Raft term this node is in.");
+    describe_gauge!(
+        RAFT_LEADER,
+        "The Raft id of the leader this node follows (cabinet position + 1); 0 when it knows none."
+    );
+    describe_gauge!(
+        RAFT_IS_LEADER,
+        "1 while this node is the Raft leader, else 0."
+    );
+    describe_gauge!(
+        RAFT_APPLIED,
+        "The index of the last Raft log entry applied to this node's hub record."
     );
     crate::can::describe_metrics();
 }
@@ -267,6 +284,16 @@ fn with(
     let mut all = labels.to_vec();
     all.push(extra);
     all
+}
+
+/// Records this node's view of the Raft cluster.
+pub fn record_raft(metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>) {
+    let is_leader = metrics.state == openraft::ServerState::Leader;
+    // Terms and indexes stay far below 2^53: exact as f64.
+    gauge!(RAFT_TERM).set(metrics.current_term as f64);
+    gauge!(RAFT_LEADER).set(metrics.current_leader.unwrap_or(0) as f64);
+    gauge!(RAFT_IS_LEADER).set(if is_leader { 1.0 } else { 0.0 });
+    gauge!(RAFT_APPLIED).set(metrics.last_applied.map_or(0, |l| l.index) as f64);
 }
 
 #[cfg(test)]

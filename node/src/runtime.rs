@@ -37,6 +37,8 @@ use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG, Previo
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
 use crate::store::{PendingToken, Store, StoreError};
+use ringhub_cluster::record::Topology;
+use ringhub_cluster::service::{Cluster, ClusterConfig};
 
 /// How often the publish task sends everything even when nothing changed.
 const PUBLISH_PERIOD: Duration = Duration::from_millis(200);
@@ -60,6 +62,8 @@ pub enum NodeError {
     Publish(#[from] publish::PublishError),
     #[error("zenoh session: {0}")]
     Zenoh(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] ringhub_cluster::service::ClusterError),
 }
 
 /// The controllers' setups for this node's segments.
@@ -109,14 +113,31 @@ pub async fn run(
     let session = zenoh::open(zenoh_config)
         .await
         .map_err(|e| NodeError::Zenoh(e.to_string()))?;
+    let cluster = Cluster::start(
+        &session,
+        ClusterConfig {
+            hub: options.hub.to_string(),
+            cabinets: config.cabinets.iter().map(|c| c.id.to_string()).collect(),
+            me: options.node.to_string(),
+            data_dir: options.data_dir.clone(),
+            topology: Topology::from_config(config),
+        },
+    )
+    .await?;
+    tracing::info!(id = cluster.id(), "cluster member running");
+    let raft_metrics = tokio::spawn(raft_metrics_loop(cluster.metrics(), shutdown.clone()));
     let origin = Origin {
         hub: options.hub.clone(),
         node: options.node.clone(),
         boot_id: publish::new_boot_id(),
         started_unix_ms: publish::unix_ms(),
     };
-    let publisher =
-        Publisher::new(session, origin, Catalog::from_config(config, &options.node)).await?;
+    let publisher = Publisher::new(
+        session.clone(),
+        origin,
+        Catalog::from_config(config, &options.node),
+    )
+    .await?;
     let (snapshots_tx, snapshots_rx) = watch::channel(Published::default());
     let publish_task = tokio::spawn(publish_loop(
         publisher,
@@ -141,6 +162,8 @@ pub async fn run(
     if let Ok(Err(error)) = publish_task.await {
         tracing::warn!(%error, "publisher ended with an error");
     }
+    raft_metrics.abort();
+    cluster.shutdown().await;
     // Everything that writes the store has stopped: the next start may trust this mark.
     tokio::task::spawn_blocking(move || journal_store.mark_clean_shutdown())
         .await
@@ -554,6 +577,20 @@ impl Control {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "could not store the pending token"),
             Err(error) => tracing::error!(%error, "store task failed"),
+        }
+    }
+}
+
+/// Records the cluster's metrics whenever they change, until shutdown.
+async fn raft_metrics_loop(
+    mut metrics: watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        crate::metrics::record_raft(&metrics.borrow_and_update());
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
         }
     }
 }

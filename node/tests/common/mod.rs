@@ -157,6 +157,8 @@ pub async fn start_sim(config: HubConfig, seed: u64) -> Sim {
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct NodeArgs {
+    /// `--node`: the cabinet the node runs.
+    pub node: &'static str,
     /// `--auth`.
     pub auth: &'static str,
     /// `--config`; the embedded demo hub when `None`.
@@ -165,9 +167,13 @@ pub struct NodeArgs {
     pub data_dir: PathBuf,
     /// The simulator's socketcand server.
     pub socketcand: SocketAddr,
+    /// `--zenoh-listen`; a free loopback port when `None`.
+    pub zenoh_listen: Option<String>,
+    /// `--zenoh-connect`; the config's (every other cabinet's listen) when empty.
+    pub zenoh_connect: Vec<String>,
 }
 
-/// A `ringhub-node` process of cabinet `cab-a`, killed (SIGKILL) and reaped when dropped.
+/// A `ringhub-node` process, killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct NodeProcess {
     /// The process; `None` once killed.
@@ -186,12 +192,15 @@ impl NodeProcess {
         static COUNT: AtomicU64 = AtomicU64::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let zenoh = format!("tcp/127.0.0.1:{}", free_port());
+        let zenoh = args
+            .zenoh_listen
+            .clone()
+            .unwrap_or_else(|| format!("tcp/127.0.0.1:{}", free_port()));
         let log = log_dir.join(format!("node-{n}.log"));
         let stderr = std::fs::File::create(&log).expect("create the node log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringhub-node"));
         command
-            .args(["--node", "cab-a", "--auth", args.auth])
+            .args(["--node", args.node, "--auth", args.auth])
             .arg("--can")
             .arg(format!("socketcand:{}/cab-a", args.socketcand))
             .arg("--data-dir")
@@ -205,6 +214,9 @@ impl NodeProcess {
             .stderr(stderr);
         if let Some(config) = &args.config {
             command.arg("--config").arg(config);
+        }
+        for endpoint in &args.zenoh_connect {
+            command.arg("--zenoh-connect").arg(endpoint);
         }
         let child = command.spawn().expect("spawn ringhub-node");
         Self {
@@ -829,10 +841,13 @@ impl Rig {
         let monitor = Monitor::start(world.clone());
         let data_dir = dir.path().join("data");
         let args = NodeArgs {
+            node: "cab-a",
             auth,
             config: config_path,
             data_dir: data_dir.clone(),
             socketcand: sim.socketcand_addr(),
+            zenoh_listen: None,
+            zenoh_connect: Vec::new(),
         };
         let node = NodeProcess::spawn(&args, dir.path());
         let mut rig = Self {
