@@ -37,6 +37,7 @@ use ringhub_proto::v1::{RaftReply, RaftRequest, raft_reply, raft_request};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::record::{Outcome, Request};
 use crate::types::{NodeId, TypeConfig};
 
 /// The Zenoh key the node named `node` answers Raft RPCs on.
@@ -146,6 +147,80 @@ impl Connection {
     }
 }
 
+/// Why a write to the record did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No leader is known (an election is on, or no majority is reachable).
+    #[error("no Raft leader known")]
+    NoLeader,
+    /// The leader could not be reached or refused the write.
+    #[error("write not committed: {0}")]
+    Failed(String),
+}
+
+/// How many times a write follows a leader change before it gives up.
+const WRITE_HOPS: usize = 3;
+
+/// Commits `request` to the record and returns its outcome: through `raft` when this
+/// node leads, else forwarded to the leader over `session`, waiting up to `ttl` for it.
+/// The record applies a request once however often it is sent, so a write retried after
+/// a lost answer is safe.
+pub async fn write(
+    raft: &Raft<TypeConfig>,
+    session: &zenoh::Session,
+    hub: &str,
+    me: NodeId,
+    request: Request,
+    ttl: Duration,
+) -> Result<Outcome, WriteError> {
+    let mut leader: Option<(NodeId, String)> = None;
+    for _ in 0..WRITE_HOPS {
+        let forward = match leader.take() {
+            None => match raft.client_write(request.clone()).await {
+                Ok(response) => return outcome(response.data),
+                Err(e) => e
+                    .into_forward_to_leader::<BasicNode>()
+                    .ok_or_else(|| WriteError::Failed("refused by this node".into()))?,
+            },
+            Some((id, node)) => {
+                let connection = Connection {
+                    session: session.clone(),
+                    key: raft_key(hub, &node),
+                    from: me,
+                    target: id,
+                };
+                let json = serde_json::to_vec(&request).unwrap_or_default();
+                let sent: RpcResult<
+                    Option<Outcome>,
+                    openraft::error::ClientWriteError<NodeId, BasicNode>,
+                > = connection
+                    .call(raft_request::Rpc::ClientWrite(json), ttl)
+                    .await;
+                match sent {
+                    Ok(data) => return outcome(data),
+                    Err(RPCError::RemoteError(remote)) => remote
+                        .source
+                        .into_forward_to_leader::<BasicNode>()
+                        .ok_or_else(|| WriteError::Failed(format!("refused by node {id}")))?,
+                    Err(e) => return Err(WriteError::Failed(e.to_string())),
+                }
+            }
+        };
+        match (forward.leader_id, forward.leader_node) {
+            (Some(id), Some(node)) if id != me => leader = Some((id, node.addr)),
+            _ => return Err(WriteError::NoLeader),
+        }
+    }
+    Err(WriteError::Failed(format!(
+        "the leader moved {WRITE_HOPS} times"
+    )))
+}
+
+/// The outcome of a committed Normal entry.
+fn outcome(data: Option<Outcome>) -> Result<Outcome, WriteError> {
+    data.ok_or_else(|| WriteError::Failed("the entry answered nothing".into()))
+}
+
 /// The JSON of an openraft message; they always encode.
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
@@ -247,6 +322,12 @@ async fn answer(raft: &Raft<TypeConfig>, node: NodeId, payload: Option<&[u8]>) -
             Ok(rpc) => reply(raft.install_snapshot(rpc).await),
             Err(e) => refused(format!("undecodable InstallSnapshot: {e}")),
         },
+        Some(raft_request::Rpc::ClientWrite(json)) => {
+            match serde_json::from_slice::<Request>(&json) {
+                Ok(request) => reply(raft.client_write(request).await.map(|r| r.data)),
+                Err(e) => refused(format!("undecodable client write: {e}")),
+            }
+        }
         None => refused("no RPC in the request".into()),
     }
 }

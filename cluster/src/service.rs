@@ -21,8 +21,8 @@ use openraft::{BasicNode, Config, Raft, RaftMetrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::network::{ZenohNetwork, serve};
-use crate::record::Topology;
+use crate::network::{WriteError, ZenohNetwork, serve};
+use crate::record::{Outcome, Request, Topology};
 use crate::storage::{self, OpenError, RecordReader};
 use crate::types::{NodeId, TypeConfig};
 
@@ -70,7 +70,14 @@ pub struct Cluster {
     server: JoinHandle<()>,
     /// This node's liveliness, withdrawn on drop.
     _alive: zenoh::liveliness::LivelinessToken,
+    /// The node's Zenoh session, for forwarded writes.
+    session: zenoh::Session,
+    /// The hub, for keys.
+    hub: String,
 }
+
+/// How long a forwarded write waits for the leader's answer.
+const WRITE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,6 +165,8 @@ impl Cluster {
             record,
             server,
             _alive: alive,
+            session: session.clone(),
+            hub: config.hub,
         })
     }
 
@@ -179,6 +188,20 @@ impl Cluster {
     /// Raft's metrics, as they change.
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
         self.raft.metrics()
+    }
+
+    /// Commits `request` to the record (forwarded to the leader when this node does not
+    /// lead) and returns its outcome.
+    pub async fn write(&self, request: Request) -> Result<Outcome, WriteError> {
+        crate::network::write(
+            &self.raft,
+            &self.session,
+            &self.hub,
+            self.id,
+            request,
+            WRITE_TTL,
+        )
+        .await
     }
 
     /// Stops Raft and the RPC server.
