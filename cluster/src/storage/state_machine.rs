@@ -31,6 +31,14 @@ struct Applied {
     record: RecordState,
 }
 
+/// [`Applied`] borrowed, to encode without copying the record; the same JSON.
+#[derive(Serialize)]
+struct AppliedRef<'a> {
+    last_applied: &'a Option<LogId<NodeId>>,
+    membership: &'a StoredMembership<NodeId, BasicNode>,
+    record: &'a RecordState,
+}
+
 /// The current snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -112,13 +120,10 @@ impl StateMachineStore {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores `applied` (and `snapshot`, if given) in one durable transaction.
-    async fn store(
-        &self,
-        applied: Applied,
-        snapshot: Option<StoredSnapshot>,
-    ) -> std::io::Result<()> {
-        let applied = serde_json::to_vec(&applied).map_err(std::io::Error::other)?;
+    /// Stores the record as it is now (and `snapshot`, if given) in one durable
+    /// transaction.
+    async fn store(&self, snapshot: Option<StoredSnapshot>) -> std::io::Result<()> {
+        let applied = self.encode_applied()?;
         let snapshot = snapshot
             .map(|s| serde_json::to_vec(&s))
             .transpose()
@@ -142,7 +147,19 @@ impl StateMachineStore {
         .await?
     }
 
-    /// What to store after a change.
+    /// The JSON of [`Applied`] as it is now, encoded under the lock instead of from a
+    /// copy of the record: this runs for every applied batch.
+    fn encode_applied(&self) -> std::io::Result<Vec<u8>> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        serde_json::to_vec(&AppliedRef {
+            last_applied: &inner.last_applied,
+            membership: &inner.membership,
+            record: inner.record.snapshot(),
+        })
+        .map_err(std::io::Error::other)
+    }
+
+    /// A copy of what is applied, for a snapshot built while applying goes on.
     fn applied(&self) -> Applied {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         Applied {
@@ -204,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             outcomes
         };
-        self.store(self.applied(), None)
+        self.store(None)
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         Ok(outcomes)
@@ -241,7 +258,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.store(self.applied(), Some(stored))
+        self.store(Some(stored))
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
     }
