@@ -23,6 +23,15 @@ use serde_json::Value;
 /// The id tag the CSMS starts sessions with remotely.
 const REMOTE_TAG: &str = "REMOTE01";
 
+/// Sets configuration `key` to `value` through the CSMS; it must be Accepted.
+fn configure(csms: &mut Csms, key: &str, value: &str) {
+    let status = csms.command(
+        &format!("change_configuration {key} {value}"),
+        "ChangeConfiguration",
+    );
+    assert_eq!(status, "Accepted", "{key}={value}");
+}
+
 /// The Unix time of an OCPP timestamp.
 fn unix(timestamp: &Value) -> f64 {
     let text = timestamp.as_str().expect("a timestamp string");
@@ -99,11 +108,7 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
         }
 
         // ConnectionTimeOut: a card presented without a plug-in is forgotten after it.
-        let status = csms.command(
-            "change_configuration ConnectionTimeOut 2",
-            "ChangeConfiguration",
-        );
-        assert_eq!(status, "Accepted");
+        configure(&mut csms, "ConnectionTimeOut", "2");
         let from = csms.mark();
         act(
             &rig.world,
@@ -125,19 +130,11 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
             (2.0..3.0).contains(&waited),
             "Preparing lasted {waited} s, not 2 s"
         );
-        let status = csms.command(
-            "change_configuration ConnectionTimeOut 60",
-            "ChangeConfiguration",
-        );
-        assert_eq!(status, "Accepted");
+        configure(&mut csms, "ConnectionTimeOut", "60");
 
         // ClockAlignedDataInterval: every gun's reading on whole seconds of the wall
         // clock, with context Sample.Clock.
-        let status = csms.command(
-            "change_configuration ClockAlignedDataInterval 1",
-            "ChangeConfiguration",
-        );
-        assert_eq!(status, "Accepted");
+        configure(&mut csms, "ClockAlignedDataInterval", "1");
         let from = csms.mark();
         for connector in [1, 2] {
             let aligned = csms.call_from(from, "MeterValues", |p| {
@@ -151,11 +148,7 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
                 "{aligned}"
             );
         }
-        let status = csms.command(
-            "change_configuration ClockAlignedDataInterval 0",
-            "ChangeConfiguration",
-        );
-        assert_eq!(status, "Accepted");
+        configure(&mut csms, "ClockAlignedDataInterval", "0");
 
         // The Local Authorization List: stored, and its version reported.
         let status = csms.command(
@@ -262,11 +255,7 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
 
         // AuthorizeRemoteTxRequests: a remote idTag goes through Authorize first; one the
         // CSMS refuses never reaches the gun, the next accepted one does.
-        let status = csms.command(
-            "change_configuration AuthorizeRemoteTxRequests true",
-            "ChangeConfiguration",
-        );
-        assert_eq!(status, "Accepted");
+        configure(&mut csms, "AuthorizeRemoteTxRequests", "true");
         let from = csms.mark();
         let status = csms.command("remote_start 2 STRANGER", "RemoteStartTransaction");
         assert_eq!(status, "Accepted");

@@ -32,6 +32,22 @@ fn decision(cp: &mut ChargePoint) -> (String, bool, Authority) {
     decided.into_iter().next().unwrap()
 }
 
+/// Authorizes `id_tag` at `now` and checks the one decision that follows.
+fn assert_decided(
+    cp: &mut ChargePoint,
+    id_tag: &str,
+    now: Instant,
+    accepted: bool,
+    authority: Authority,
+) {
+    cp.authorize(tag(id_tag), now);
+    assert_eq!(
+        decision(cp),
+        (id_tag.to_owned(), accepted, authority),
+        "{id_tag}"
+    );
+}
+
 /// Sends ChangeConfiguration and checks it was Accepted.
 fn set(cp: &mut ChargePoint, key: &str, value: &str, now: Instant) {
     csms_call(
@@ -143,62 +159,54 @@ fn offline_the_list_the_cache_and_unknown_tags_follow_their_keys() {
     cp.handle_disconnected();
 
     // LocalAuthorizeOffline is true by default: listed and cached Accepted tags charge.
-    cp.authorize(tag("LISTED"), t0 + s(1));
-    assert_eq!(
-        decision(&mut cp),
-        (
-            "LISTED".into(),
-            true,
-            Authority::Local(AuthSource::LocalList)
-        )
+    assert_decided(
+        &mut cp,
+        "LISTED",
+        t0 + s(1),
+        true,
+        Authority::Local(AuthSource::LocalList),
     );
-    cp.authorize(tag("cached"), t0 + s(1));
-    assert_eq!(
-        decision(&mut cp),
-        ("cached".into(), true, Authority::Local(AuthSource::Cache))
+    assert_decided(
+        &mut cp,
+        "cached",
+        t0 + s(1),
+        true,
+        Authority::Local(AuthSource::Cache),
     );
-    cp.authorize(tag("BLOCKED"), t0 + s(1));
-    assert_eq!(
-        decision(&mut cp),
-        (
-            "BLOCKED".into(),
-            false,
-            Authority::Local(AuthSource::LocalList)
-        )
+    assert_decided(
+        &mut cp,
+        "BLOCKED",
+        t0 + s(1),
+        false,
+        Authority::Local(AuthSource::LocalList),
     );
     // An unknown tag: refused unless AllowOfflineTxForUnknownId.
-    cp.authorize(tag("STRANGER"), t0 + s(1));
-    assert_eq!(
-        decision(&mut cp),
-        (
-            "STRANGER".into(),
-            false,
-            Authority::Local(AuthSource::OfflineUnknown)
-        )
+    assert_decided(
+        &mut cp,
+        "STRANGER",
+        t0 + s(1),
+        false,
+        Authority::Local(AuthSource::OfflineUnknown),
     );
     registered(&mut cp, t0 + s(2), 300);
     set(&mut cp, "AllowOfflineTxForUnknownId", "true", t0 + s(2));
     set(&mut cp, "LocalAuthorizeOffline", "false", t0 + s(2));
     events(&mut cp);
     cp.handle_disconnected();
-    cp.authorize(tag("STRANGER"), t0 + s(3));
-    assert_eq!(
-        decision(&mut cp),
-        (
-            "STRANGER".into(),
-            true,
-            Authority::Local(AuthSource::OfflineUnknown)
-        )
+    assert_decided(
+        &mut cp,
+        "STRANGER",
+        t0 + s(3),
+        true,
+        Authority::Local(AuthSource::OfflineUnknown),
     );
     // Without LocalAuthorizeOffline a known tag is refused offline, even an Accepted one.
-    cp.authorize(tag("LISTED"), t0 + s(3));
-    assert_eq!(
-        decision(&mut cp),
-        (
-            "LISTED".into(),
-            false,
-            Authority::Local(AuthSource::Offline)
-        )
+    assert_decided(
+        &mut cp,
+        "LISTED",
+        t0 + s(3),
+        false,
+        Authority::Local(AuthSource::Offline),
     );
 }
 
@@ -323,13 +331,11 @@ fn clear_cache_empties_it_durably() {
     // Offline now, the tag is unknown.
     cp.handle_disconnected();
     events(&mut cp);
-    cp.authorize(tag("CACHED"), t0 + s(1));
-    assert_eq!(
-        decision(&mut cp),
-        (
-            "CACHED".into(),
-            false,
-            Authority::Local(AuthSource::OfflineUnknown)
-        )
+    assert_decided(
+        &mut cp,
+        "CACHED",
+        t0 + s(1),
+        false,
+        Authority::Local(AuthSource::OfflineUnknown),
     );
 }
