@@ -205,7 +205,7 @@ impl Cluster {
     }
 
     /// Stops Raft and the RPC server.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "Raft did not stop cleanly");
         }

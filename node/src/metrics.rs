@@ -18,6 +18,9 @@
 //! | `ringhub_faults_active` | gauge, count per code (0 for codes not active) | hub, cabinet, segment, code |
 //! | `ringhub_plc_online` | gauge, 0 or 1 | hub, cabinet, segment |
 //! | `ringhub_controller_tick_seconds` | histogram | — |
+//! | `ringhub_raft_term`, `ringhub_raft_leader_id`, `ringhub_raft_is_leader`, `ringhub_raft_last_applied_index` | gauge | — |
+//! | `ringhub_latch_changes_pending` | gauge | — |
+//! | `ringhub_latch_write_failures_total`, `ringhub_latch_changes_refused_total` | counter | — |
 //!
 //! plus the CAN counters of [`crate::can::describe_metrics`]. Values are in base units
 //! (W, A, V, J, °C, s) as Prometheus naming wants (and `promtool` checks), converted from
@@ -58,6 +61,9 @@ pub const RAFT_TERM: &str = "ringhub_raft_term";
 pub const RAFT_LEADER: &str = "ringhub_raft_leader_id";
 pub const RAFT_IS_LEADER: &str = "ringhub_raft_is_leader";
 pub const RAFT_APPLIED: &str = "ringhub_raft_last_applied_index";
+pub const LATCHES_PENDING: &str = "ringhub_latch_changes_pending";
+pub const LATCH_WRITE_FAILURES: &str = "ringhub_latch_write_failures_total";
+pub const LATCHES_REFUSED: &str = "ringhub_latch_changes_refused_total";
 
 /// Buckets of [`TICK`], seconds: a tick is tens of microseconds; the 5 ms fault path
 /// budget (DESIGN.md §6) must be visible.
@@ -162,6 +168,21 @@ pub fn describe() {
         RAFT_APPLIED,
         "The index of the last Raft log entry applied to this node's hub record."
     );
+    describe_gauge!(
+        LATCHES_PENDING,
+        Unit::Count,
+        "Fault raises and clears stored on this node and not yet in the Raft log."
+    );
+    describe_counter!(
+        LATCH_WRITE_FAILURES,
+        Unit::Count,
+        "Writes of latch changes to the Raft log that failed and are retried."
+    );
+    describe_counter!(
+        LATCHES_REFUSED,
+        Unit::Count,
+        "Latch changes the hub record refused (a clear against its rule)."
+    );
     crate::can::describe_metrics();
 }
 
@@ -192,20 +213,7 @@ pub const PHASES: [SessionPhase; 8] = [
 ];
 
 /// Every fault code, for the per-code series.
-pub const FAULT_CODES: [FaultCode; 12] = [
-    FaultCode::ContactorWelded,
-    FaultCode::ContactorFailedToClose,
-    FaultCode::OpenUnderLoad,
-    FaultCode::LockFailure,
-    FaultCode::MeterFailure,
-    FaultCode::MeterDisagreement,
-    FaultCode::IsolationFault,
-    FaultCode::PlcSilent,
-    FaultCode::ModuleOvertemp,
-    FaultCode::ModuleSilent,
-    FaultCode::ModuleFault,
-    FaultCode::EmergencyStop,
-];
+pub const FAULT_CODES: [FaultCode; 12] = FaultCode::ALL;
 
 /// A code's place in [`FAULT_CODES`]. Exhaustive, so that a new code fails to compile
 /// here until it is listed.

@@ -25,23 +25,29 @@ use std::time::{Duration, Instant};
 use ringhub_proto::can::messages::AuthStatus;
 use ringhub_proto::can::{CanFrame, CanMessage};
 use ringhub_proto::config::{AuthMode, GunId, HubConfig, TransactionStart};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
+use crate::admin;
 use crate::can::{CanBus, ReconnectPolicy, ReconnectingBus};
 use crate::connector::{
     AuthDecision, AuthPolicy, Command, ConnectorEvent, ConnectorStatus, IdToken, LocalFault,
     SegmentController, SegmentSetup, SegmentSnapshot, Timing,
 };
+use crate::latches::{self, ChangeSeq, LatchChange};
 use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG, PreviousStop};
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
 use crate::store::{PendingToken, Store, StoreError};
 use ringhub_cluster::record::Topology;
 use ringhub_cluster::service::{Cluster, ClusterConfig};
+use ringhub_cluster::storage::RecordReader;
+use ringhub_proto::config::CabinetId;
 
 /// How often the publish task sends everything even when nothing changed.
 const PUBLISH_PERIOD: Duration = Duration::from_millis(200);
+/// How often the controllers' operator-cleared faults are compared with the hub record.
+const RECORD_CHECK_PERIOD: Duration = Duration::from_millis(250);
 /// Longest wait for the bus when sending; a periodic frame that misses it goes out with
 /// the next period.
 const SEND_TIMEOUT: Duration = Duration::from_millis(50);
@@ -113,23 +119,39 @@ pub async fn run(
     let session = zenoh::open(zenoh_config)
         .await
         .map_err(|e| NodeError::Zenoh(e.to_string()))?;
-    let cluster = Cluster::start(
-        &session,
-        ClusterConfig {
-            hub: options.hub.to_string(),
-            cabinets: config.cabinets.iter().map(|c| c.id.to_string()).collect(),
-            me: options.node.to_string(),
-            data_dir: options.data_dir.clone(),
-            topology: Topology::from_config(config),
-        },
-    )
-    .await?;
+    let cluster = Arc::new(
+        Cluster::start(
+            &session,
+            ClusterConfig {
+                hub: options.hub.to_string(),
+                cabinets: config.cabinets.iter().map(|c| c.id.to_string()).collect(),
+                me: options.node.to_string(),
+                data_dir: options.data_dir.clone(),
+                topology: Topology::from_config(config),
+            },
+        )
+        .await?,
+    );
     tracing::info!(id = cluster.id(), "cluster member running");
     let raft_metrics = tokio::spawn(raft_metrics_loop(cluster.metrics(), shutdown.clone()));
+    let origin_boot_id = publish::new_boot_id();
+    let admin = tokio::spawn({
+        let (session, cluster, config, node) = (
+            session.clone(),
+            cluster.clone(),
+            config.clone(),
+            options.node.to_string(),
+        );
+        async move {
+            if let Err(error) = admin::serve(session, cluster, config, node, origin_boot_id).await {
+                tracing::error!(%error, "admin queryable stopped");
+            }
+        }
+    });
     let origin = Origin {
         hub: options.hub.clone(),
         node: options.node.clone(),
-        boot_id: publish::new_boot_id(),
+        boot_id: origin_boot_id,
         started_unix_ms: publish::unix_ms(),
     };
     let publisher = Publisher::new(
@@ -148,7 +170,23 @@ pub async fn run(
     ));
 
     let journal_store = Store::clone(&store);
-    let mut control = Control::new(&options, store, snapshots_tx).await?;
+    let reader = Store::clone(&store);
+    let pending_latches = tokio::task::spawn_blocking(move || reader.latch_changes())
+        .await
+        .map_err(join_error)??;
+    let (latch_tx, latch_rx) = mpsc::unbounded_channel();
+    let mut control =
+        Control::new(&options, store.clone(), snapshots_tx, latch_tx, &cluster).await?;
+    control.restore_latches(&pending_latches);
+    let latch_task = tokio::spawn(latches::run(
+        cluster.clone(),
+        store,
+        options.node.clone(),
+        origin_boot_id,
+        pending_latches,
+        latch_rx,
+        shutdown.clone(),
+    ));
     let has_csms = options.dispensers.iter().any(|d| d.csms_url.is_some());
     if options.auth == AuthMode::Ocpp && has_csms {
         control.drivers = Some(Drivers::start(
@@ -163,6 +201,8 @@ pub async fn run(
         tracing::warn!(%error, "publisher ended with an error");
     }
     raft_metrics.abort();
+    admin.abort();
+    let _ = latch_task.await;
     cluster.shutdown().await;
     // Everything that writes the store has stopped: the next start may trust this mark.
     tokio::task::spawn_blocking(move || journal_store.mark_clean_shutdown())
@@ -209,6 +249,14 @@ struct Control {
     statuses: Vec<Option<ConnectorStatus>>,
     /// Per controller: the last fault raised and not cleared, for Faulted's error code.
     faults: Vec<Option<LocalFault>>,
+    /// This node's cabinet, for the latches it raises.
+    node: CabinetId,
+    /// Fault raises and clears, to the latch task and the Raft log.
+    latches: mpsc::UnboundedSender<LatchChange>,
+    /// The hub record as applied here.
+    record: RecordReader,
+    /// When the record was last compared with the controllers' faults.
+    last_record_check: Instant,
 }
 
 impl std::fmt::Debug for Control {
@@ -225,6 +273,8 @@ impl Control {
         options: &NodeOptions,
         store: Arc<Store>,
         snapshots: watch::Sender<Published>,
+        latches: mpsc::UnboundedSender<LatchChange>,
+        cluster: &Cluster,
     ) -> Result<Self, NodeError> {
         let now = Instant::now();
         let mut controllers: Vec<SegmentController> = segment_setups(options)
@@ -262,7 +312,72 @@ impl Control {
             drivers: None,
             statuses: vec![None; count],
             faults: vec![None; count],
+            node: options.node.clone(),
+            latches,
+            record: cluster.record().clone(),
+            last_record_check: now,
         })
+    }
+
+    /// Puts the latches that need an operator back into the controllers (see
+    /// [`latches::restore`]): from the record as this node last applied it, and from the
+    /// changes it had not sent yet.
+    fn restore_latches(&mut self, pending: &[(ChangeSeq, LatchChange)]) {
+        let faults = self
+            .record
+            .read(|record| latches::restore(record, pending, &self.node));
+        let now = Instant::now();
+        for fault in faults {
+            let holder = self
+                .controllers
+                .iter_mut()
+                .position(|c| c.restore_fault(&fault, now));
+            if let Some(index) = holder {
+                tracing::warn!(code = %fault.code, subject = %fault.subject, "latched fault restored: it needs an operator");
+                self.faults[index] = Some(fault);
+            }
+        }
+    }
+
+    /// Lets a controller drop a fault that needs an operator once the record shows the
+    /// operator's clear; a controller that refuses (the condition still holds) raises it
+    /// again, as a new latch.
+    fn follow_operator_clears(&mut self, now: Instant) {
+        if now.duration_since(self.last_record_check) < RECORD_CHECK_PERIOD {
+            return;
+        }
+        self.last_record_check = now;
+        for controller in &mut self.controllers {
+            let cleared: Vec<LocalFault> = self.record.read(|record| {
+                controller
+                    .faults()
+                    .iter()
+                    .filter(|f| f.code.needs_operator())
+                    .filter(|f| {
+                        latches::cleared_by_operator(
+                            record,
+                            &self.node,
+                            f.code.as_str(),
+                            &f.subject,
+                        )
+                    })
+                    .cloned()
+                    .collect()
+            });
+            for fault in cleared {
+                match controller.handle_command(Command::ClearFault(fault.code), now) {
+                    Ok(()) => {
+                        tracing::info!(code = %fault.code, subject = %fault.subject, "cleared by an operator")
+                    }
+                    Err(error) => {
+                        tracing::warn!(code = %fault.code, %error, "an operator cleared it, but the condition holds: latched again");
+                        let change =
+                            latches::change_of(&fault, true, &self.node, publish::unix_ms());
+                        let _ = self.latches.send(change);
+                    }
+                }
+            }
+        }
     }
 
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -296,6 +411,7 @@ impl Control {
                     for controller in &mut self.controllers {
                         controller.handle_timeout(started);
                     }
+                    self.follow_operator_clears(started);
                     crate::metrics::record_tick(started.elapsed());
                 }
                 _ = shutdown.changed() => break,
@@ -437,6 +553,10 @@ impl Control {
                 tracing::info!(%gun, mac = %identity.mac, emaid = ?identity.emaid, "EV identity");
             }
             ConnectorEvent::Fault { fault, raised } => {
+                let change = latches::change_of(&fault, raised, &self.node, publish::unix_ms());
+                if self.latches.send(change).is_err() {
+                    tracing::error!(code = %fault.code, "the latch task has stopped: fault not latched");
+                }
                 if raised {
                     tracing::warn!(code = %fault.code, subject = %fault.subject, detail = %fault.detail, "fault raised");
                     self.faults[index] = Some(fault);

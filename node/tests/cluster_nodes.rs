@@ -1,7 +1,13 @@
 //! Three `ringhub-node` processes, one per cabinet of the demo hub, on the simulator, each
-//! with its own data dir and its Zenoh session on loopback (issue 7, "Tests"): they elect
-//! a Raft leader among the config's cabinets; the leader is killed with SIGKILL, and the
-//! two others elect a new one. Each node's view comes from its Prometheus metrics.
+//! with its own data dir and its Zenoh session on loopback (issue 7, "Tests"):
+//!
+//! - they elect a Raft leader among the config's cabinets; the leader is killed with
+//!   SIGKILL, and the two others elect a new one (each node's view from its metrics);
+//! - a latch raised just before its raiser is killed survives: raised while its node has
+//!   no majority (so it is only in that node's store when the node is killed), it reaches
+//!   the record once the hub is back, as `ringhub faults` shows from outside, and the
+//!   restarted raiser holds it (S6, S9) until an operator clears it with
+//!   `ringhub faults clear`.
 //!
 //! ```text
 //!   cab-a ◄──Zenoh──► cab-b ◄──Zenoh──► cab-c      (each also socketcand → Sim)
@@ -9,10 +15,16 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{
-    NodeArgs, NodeProcess, STEP, TempDir, bounded, eventually, free_port, scrape, start_sim,
+    NodeArgs, NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, eventually,
+    free_port, inject, scrape, start_sim,
 };
 use ringhub_proto::config::HubConfig;
+use ringhub_sim::server::Sim;
+use ringhub_sim::world::{Action, FaultKind};
+use serde_json::Value;
 
 const CABINETS: [&str; 3] = ["cab-a", "cab-b", "cab-c"];
 
@@ -42,37 +54,67 @@ async fn agreed_leader(nodes: &[&NodeProcess], not: Option<u64>, what: &str) -> 
     .await
 }
 
+/// The three nodes' start arguments: each listens on its own loopback port and connects
+/// to the two others.
+fn hub_args(sim: &Sim, dir: &TempDir) -> Vec<NodeArgs> {
+    let endpoints: Vec<String> = CABINETS
+        .iter()
+        .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
+        .collect();
+    CABINETS
+        .iter()
+        .enumerate()
+        .map(|(i, &cabinet)| NodeArgs {
+            node: cabinet,
+            auth: "free",
+            config: None,
+            data_dir: dir.path().join(cabinet),
+            socketcand: sim.socketcand_addr(),
+            zenoh_listen: Some(endpoints[i].clone()),
+            zenoh_connect: endpoints
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, e)| e.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Runs the `ringhub` CLI with `args`, reaching the hub through `endpoints`; its stdout
+/// when it succeeds, its stderr when it fails.
+async fn ringhub(args: &[&str], endpoints: &[String]) -> Result<String, String> {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ringhub"));
+    command.args(args).kill_on_drop(true);
+    for endpoint in endpoints {
+        command.args(["--connect", endpoint]);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(10), command.output())
+        .await
+        .map_err(|_| format!("ringhub {args:?} took longer than 10 s"))?
+        .map_err(|e| format!("ringhub {args:?}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// Every latch (active and cleared) as `ringhub faults --all --json` lists it.
+async fn latches(endpoints: &[String]) -> Result<Vec<Value>, String> {
+    let out = ringhub(&["faults", "--all", "--json"], endpoints).await?;
+    serde_json::from_str(&out).map_err(|e| format!("faults JSON: {e}: {out}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_a_leader_and_replace_it_after_a_sigkill() {
     bounded(async {
         let sim = start_sim(HubConfig::demo(), 7).await;
         let dir = TempDir::new("cluster");
-        let endpoints: Vec<String> = CABINETS
+        let mut nodes: Vec<NodeProcess> = hub_args(&sim, &dir)
             .iter()
-            .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
+            .map(|args| NodeProcess::spawn(args, dir.path()))
             .collect();
-        let mut nodes: Vec<NodeProcess> = CABINETS
-            .iter()
-            .enumerate()
-            .map(|(i, &cabinet)| {
-                let args = NodeArgs {
-                    node: cabinet,
-                    auth: "free",
-                    config: None,
-                    data_dir: dir.path().join(cabinet),
-                    socketcand: sim.socketcand_addr(),
-                    zenoh_listen: Some(endpoints[i].clone()),
-                    zenoh_connect: endpoints
-                        .iter()
-                        .enumerate()
-                        .filter(|&(j, _)| j != i)
-                        .map(|(_, e)| e.clone())
-                        .collect(),
-                };
-                NodeProcess::spawn(&args, dir.path())
-            })
-            .collect();
-
         let all: Vec<&NodeProcess> = nodes.iter().collect();
         let first = agreed_leader(&all, None, "a leader all three nodes follow").await;
         assert!((1..=3).contains(&first), "a cabinet of the config: {first}");
@@ -106,6 +148,134 @@ async fn three_nodes_elect_a_leader_and_replace_it_after_a_sigkill() {
              (seen through 50 ms metric polls)",
             killed_at.elapsed().as_millis()
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
+    bounded(async {
+        let sim = start_sim(HubConfig::demo(), 11).await;
+        let dir = TempDir::new("cluster-latch");
+        let args = hub_args(&sim, &dir);
+        let mut nodes: Vec<NodeProcess> = args
+            .iter()
+            .map(|args| NodeProcess::spawn(args, dir.path()))
+            .collect();
+        let all: Vec<&NodeProcess> = nodes.iter().collect();
+        agreed_leader(&all, None, "a leader all three nodes follow").await;
+        let world = sim.world();
+
+        // cab-a and cab-c die: cab-b has no majority, so what it latches now cannot commit.
+        nodes[0].kill();
+        nodes[2].kill();
+        // cab-b's gun 2 sees an isolation fault, a latch only an operator may clear.
+        let fault = inject(&world, FaultKind::IsolationFault, 2, "").await;
+        eventually(
+            "cab-b to store the latch it cannot commit",
+            STEP,
+            async || {
+                let metrics = scrape(nodes[1].metrics).await?;
+                match metrics.get("ringhub_latch_changes_pending", &[]) {
+                    Some(1.0) => Ok(()),
+                    other => Err(format!("pending latch changes: {other:?}")),
+                }
+            },
+        )
+        .await;
+        // cab-b dies too, with the latch only in its store; the condition is repaired
+        // meanwhile, so only that store can bring the latch back.
+        nodes[1].kill();
+        act(&world, Action::ClearFault { id: fault }).await;
+        for (node, args) in nodes.iter_mut().zip(&args) {
+            *node = NodeProcess::spawn(args, dir.path());
+        }
+        let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+
+        let latch = eventually(
+            "the latch in the record, seen by ringhub faults",
+            STEP,
+            async || {
+                let all = latches(&endpoints).await?;
+                let isolation: Vec<&Value> = all
+                    .iter()
+                    .filter(|l| l["code"] == "ISOLATION_FAULT")
+                    .collect();
+                match isolation.as_slice() {
+                    [one] => Ok((*one).clone()),
+                    [] => Err(format!("no isolation latch yet: {all:?}")),
+                    more => panic!("the latch was recorded more than once: {more:?}"),
+                }
+            },
+        )
+        .await;
+        assert_eq!(latch["status"], "active");
+        assert_eq!(latch["scope"], "gun");
+        assert_eq!(latch["scope_id"], "2");
+        assert_eq!(latch["raised_by"], "cab-b");
+        assert_eq!(latch["clear_rule"], "operator");
+        assert_eq!(latch["repeat_count"], 0, "sent again, applied once");
+        assert!(
+            nodes[1]
+                .log_text()
+                .contains("sending latch changes stored before the restart"),
+            "the latch came from cab-b's store"
+        );
+
+        // The restarted cab-b holds it: gun 2 stays faulted though the EV side is fine.
+        eventually("cab-b to hold the latch again", STEP, async || {
+            let metrics = scrape(nodes[1].metrics).await?;
+            match metrics.fault(2, "ISOLATION_FAULT") {
+                1.0 => Ok(()),
+                other => Err(format!("ISOLATION_FAULT on segment 2: {other}")),
+            }
+        })
+        .await;
+
+        // A clear without a reason is refused; with one it is committed and cab-b follows.
+        let id = latch["id"].as_u64().expect("latch id").to_string();
+        let refused = ringhub(&["faults", "clear", &id, "--reason", " "], &endpoints).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("needs the operator's name and a reason")),
+            "{refused:?}"
+        );
+        let cleared = ringhub(
+            &[
+                "faults",
+                "clear",
+                &id,
+                "--reason",
+                "insulation checked",
+                "--operator",
+                "ops",
+            ],
+            &endpoints,
+        )
+        .await
+        .expect("cleared");
+        assert!(cleared.contains("cleared by ops"), "{cleared}");
+        eventually("cab-b to let the fault go", STEP, async || {
+            let metrics = scrape(nodes[1].metrics).await?;
+            match metrics.fault(2, "ISOLATION_FAULT") {
+                0.0 => Ok(()),
+                other => Err(format!("ISOLATION_FAULT on segment 2: {other}")),
+            }
+        })
+        .await;
+        let after = latches(&endpoints).await.expect("faults");
+        let history: Vec<&Value> = after
+            .iter()
+            .filter(|l| l["code"] == "ISOLATION_FAULT")
+            .collect();
+        assert_eq!(history.len(), 1, "{after:?}");
+        assert_eq!(history[0]["status"], "cleared");
+        assert_eq!(history[0]["cleared_by"], "ops");
+        for node in &mut nodes {
+            node.assert_running();
+        }
+        assert_no_violations(&world).await;
     })
     .await;
 }

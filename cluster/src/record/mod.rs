@@ -361,13 +361,23 @@ impl HubRecord {
         }
     }
 
-    /// Raises `spec`, or counts a repeat of the active latch of its code and subject.
+    /// Raises `spec`, or counts a repeat of the active latch of its code and subject. The
+    /// very report that raised that latch, sent again (by a node that restarted before it
+    /// learnt of the commit), is not a repeat.
     fn raise(&mut self, spec: &LatchSpec) -> Applied {
         let repeat =
             self.state.latches.values_mut().find(|l| {
                 l.is_active() && l.spec.code == spec.code && l.spec.subject == spec.subject
             });
         if let Some(latch) = repeat {
+            if latch.spec.raised_by == spec.raised_by
+                && latch.spec.raised_unix_ms == spec.raised_unix_ms
+            {
+                return Applied::Latched {
+                    id: latch.id,
+                    new: false,
+                };
+            }
             latch.repeat_count = latch.repeat_count.saturating_add(1);
             latch.last_seen_unix_ms = Some(spec.raised_unix_ms);
             return Applied::Latched {

@@ -346,6 +346,17 @@ fn s6_latches_are_counted_cleared_by_their_rule_and_never_lost() {
     );
     let latch = &record.latches()[&LatchId(1)];
     assert_eq!((latch.repeat_count, latch.last_seen_unix_ms), (1, Some(20)));
+    // The raising report itself, sent again by a restarted node under a new client id:
+    // the same latch, not a repeat.
+    let resent = request("cab-a/2", 1, Command::RaiseLatch(weld("segment 0 gc", 10)));
+    assert_eq!(
+        record.apply(&resent),
+        Outcome::Applied(Applied::Latched {
+            id: LatchId(1),
+            new: false
+        })
+    );
+    assert_eq!(record.latches()[&LatchId(1)].repeat_count, 1);
     assert!(matches!(
         record.apply(&raise(3, weld("segment 1 gc", 30))),
         Outcome::Applied(Applied::Latched {

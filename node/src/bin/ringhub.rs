@@ -26,6 +26,10 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Run one cabinet's node (the same as `ringhub-node`).
     Node(cli::node::NodeArgs),
+    /// The hub's Raft cluster, record, islands and latched faults, as its nodes see it.
+    Status(cli::status::StatusArgs),
+    /// Latched faults: list them, or clear one.
+    Faults(cli::status::FaultsArgs),
     /// Decode, dump and encode CAN frames with the hub's DBC catalog.
     #[command(subcommand)]
     Can(CanCommand),
@@ -83,6 +87,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::node::init_logging("info,zenoh=warn");
             cli::node::run(args)?;
         }
+        Command::Status(args) => {
+            cli::node::init_logging("error");
+            one_worker()?.block_on(cli::status::status(args))?;
+        }
+        Command::Faults(args) => {
+            cli::node::init_logging("error");
+            one_worker()?.block_on(cli::status::faults(args))?;
+        }
         Command::Can(CanCommand::Decode { frame }) => {
             let frame: CanFrame = frame.parse().with_context(|| format!("frame {frame:?}"))?;
             let value = cli::can::decode(&frame).with_context(|| format!("frame {frame}"))?;
@@ -97,9 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Can(CanCommand::Dump { uri, count }) => {
             let uri: BusUri = uri.parse()?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = current_thread()?;
             let mut stdout = std::io::stdout().lock();
             let bad = runtime.block_on(cli::can::dump(&uri, count, &mut stdout))?;
             stdout.flush()?;
@@ -110,4 +120,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A runtime for the CLI's conversations over Zenoh, which needs a multi-thread one.
+fn one_worker() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+}
+
+/// A single-threaded runtime for the CLI's short conversations.
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -3,3 +3,4 @@
 pub mod can;
 pub mod demo;
 pub mod node;
+pub mod status;

@@ -19,7 +19,7 @@ use super::faults::FaultList;
 use super::meter::MeterValidator;
 use super::modules::ModuleTracker;
 use super::session::GunSession;
-use super::snapshot::{ContactorView, FaultCode, SegmentSnapshot};
+use super::snapshot::{ContactorView, FaultCode, LocalFault, SegmentSnapshot};
 use super::{AuthDecision, Command, CommandError, ConnectorEvent, SegmentSetup};
 
 /// Lowest output voltage the modules regulate, offered to the EV.
@@ -191,6 +191,41 @@ impl SegmentController {
 
     pub fn setup(&self) -> &SegmentSetup {
         &self.setup
+    }
+
+    /// The faults active now, oldest first.
+    pub fn faults(&self) -> &[LocalFault] {
+        self.faults.active()
+    }
+
+    /// Puts back a fault that the hub record holds for this segment, after a restart, so
+    /// that a latch an operator must clear (S9) keeps blocking what it blocked. It is not
+    /// reported as a new fault (no event): it is latched already. Returns false, changing
+    /// nothing, when the fault is about another segment.
+    pub fn restore_fault(&mut self, fault: &LocalFault, now: Instant) -> bool {
+        let segment = format!("segment {}", self.setup.segment);
+        let ours = fault.subject == segment
+            || fault
+                .subject
+                .strip_prefix(&segment)
+                .is_some_and(|rest| rest.starts_with(' '))
+            || self
+                .setup
+                .gun
+                .is_some_and(|g| fault.subject == format!("gun {}", g.id.0))
+            || self
+                .setup
+                .modules
+                .iter()
+                .any(|m| fault.subject == format!("module {}", m.id));
+        if !ours {
+            return false;
+        }
+        if self.faults.restore(fault.clone()) && fault.code == FaultCode::ContactorWelded {
+            self.out_of_service = true;
+        }
+        self.control(now);
+        true
     }
 
     /// Uptime, for fault timestamps.

@@ -40,6 +40,16 @@ impl FaultList {
         true
     }
 
+    /// Makes `fault` active again without reporting it: it is already latched (the hub
+    /// record holds it). Returns whether it was not active yet.
+    pub(super) fn restore(&mut self, fault: LocalFault) -> bool {
+        if self.is_active(fault.code, &fault.subject) {
+            return false;
+        }
+        self.active.push(fault);
+        true
+    }
+
     /// Clears a fault if it is active. Returns whether it was.
     pub(super) fn clear(&mut self, code: FaultCode, subject: &str) -> bool {
         let Some(index) = self

@@ -257,6 +257,22 @@ pub enum FaultCode {
 }
 
 impl FaultCode {
+    /// Every code.
+    pub const ALL: [FaultCode; 12] = [
+        Self::ContactorWelded,
+        Self::ContactorFailedToClose,
+        Self::OpenUnderLoad,
+        Self::LockFailure,
+        Self::MeterFailure,
+        Self::MeterDisagreement,
+        Self::IsolationFault,
+        Self::PlcSilent,
+        Self::ModuleOvertemp,
+        Self::ModuleSilent,
+        Self::ModuleFault,
+        Self::EmergencyStop,
+    ];
+
     /// The stable code, as operators and the docs spell it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -281,6 +297,18 @@ impl FaultCode {
             self,
             Self::ContactorWelded | Self::OpenUnderLoad | Self::IsolationFault
         )
+    }
+}
+
+impl std::str::FromStr for FaultCode {
+    type Err = String;
+
+    /// The code as [`FaultCode::as_str`] spells it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|code| code.as_str() == s)
+            .ok_or_else(|| format!("unknown fault code {s:?}"))
     }
 }
 

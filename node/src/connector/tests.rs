@@ -435,6 +435,42 @@ fn a_welded_gun_contactor_takes_the_segment_out_of_service_until_cleared() {
 }
 
 #[test]
+fn a_weld_restored_from_the_record_keeps_the_gun_from_charging() {
+    let mut rig = Rig::new(AuthPolicy::Free);
+    let weld = |subject: &str| LocalFault {
+        code: FaultCode::ContactorWelded,
+        subject: subject.into(),
+        detail: "restored".into(),
+        raised_at: Duration::ZERO,
+    };
+    let now = rig.now();
+    assert!(
+        !rig.controllers[0].restore_fault(&weld("segment 2 gc"), now),
+        "not this segment's"
+    );
+    assert!(
+        !rig.controllers[0].restore_fault(&weld("segment 10 gc"), now),
+        "segment 10 is not segment 1"
+    );
+    assert!(rig.controllers[0].restore_fault(&weld("segment 0 gc"), now));
+    assert!(rig.controllers[0].snapshot(now).out_of_service);
+    rig.run(300);
+    rig.plug(0, 90.0);
+    rig.run(5_000);
+    assert_eq!(rig.gun(0).status, ConnectorStatus::Faulted);
+    assert!(
+        !rig.world.state().guns.iter().any(|g| g.energised),
+        "never energised while the weld is latched"
+    );
+    // No contactor is stuck in truth: the operator's clear is accepted.
+    let now = rig.now();
+    rig.controllers[0]
+        .handle_command(Command::ClearFault(FaultCode::ContactorWelded), now)
+        .expect("cleared");
+    assert!(!rig.controllers[0].snapshot(now).out_of_service);
+}
+
+#[test]
 fn a_tripped_module_leaves_the_island_and_the_session_goes_on() {
     let mut rig = Rig::new(AuthPolicy::Free);
     rig.charging_at_full_current();

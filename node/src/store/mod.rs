@@ -8,6 +8,7 @@
 //!   that was Accepted is not dropped and one that was Rejected is not granted by a
 //!   reboot (DESIGN.md S5).
 //! - The journal of each OCPP charge point (issue 6, "Persistence"), see `journal.rs`.
+//! - The latch changes on their way into the Raft log (issue 7, S6), see `latches.rs`.
 //! - Whether the node last stopped cleanly, so that a transaction the stop cut is ended
 //!   with reason Reboot, and one a crash or power cut ended with PowerLoss.
 //!
@@ -16,6 +17,7 @@
 //!                           "clean_shutdown" -> 1    (present only after a clean stop)
 //!   table "pending_tokens"  gun id (u16) -> value    (one per gun at most)
 //!   table "ocpp_*"          see journal.rs
+//!   table "pending_latches" see latches.rs
 //!
 //!   pending token = JSON {"v":1,"kind":"rfid","id_tag":"04A2B3C4","decision":"ongoing",
 //!                         "stored_unix_ms":1700000000000}
@@ -41,6 +43,7 @@
 //! `tokio::task::spawn_blocking`. [`Store`] is a cheap clone for that purpose.
 
 mod journal;
+mod latches;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,6 +126,13 @@ pub enum StoreError {
         key: JournalKey,
         reason: String,
     },
+    /// A pending latch change does not decode.
+    #[error("store {path}: latch change {seq}: {reason}")]
+    Latch {
+        path: PathBuf,
+        seq: u64,
+        reason: String,
+    },
     /// A format 1 file still holds a journal without dispenser identities.
     #[error(
         "store {0}: format 1 with unconfirmed OCPP transaction messages, which this version cannot assign to a dispenser: let the previous version deliver them, or move the file away"
@@ -194,6 +204,7 @@ impl Store {
         // Decode every value now, so that garbage is found at start, not mid-session.
         store.tokens()?;
         store.journal_states()?;
+        store.latch_changes()?;
         Ok(store)
     }
 

@@ -202,7 +202,7 @@ impl NodeProcess {
         command
             .args(["--node", args.node, "--auth", args.auth])
             .arg("--can")
-            .arg(format!("socketcand:{}/cab-a", args.socketcand))
+            .arg(format!("socketcand:{}/{}", args.socketcand, args.node))
             .arg("--data-dir")
             .arg(&args.data_dir)
             .arg("--metrics")

@@ -469,6 +469,9 @@ impl Plc {
         }
         if self.faults.isolation_fault {
             self.isolation = IsolationState::Fault;
+        } else if self.isolation == IsolationState::Fault {
+            // Repaired: the monitor no longer measures a fault.
+            self.isolation = IsolationState::Invalid;
         }
         self.step_session(now_ms, &mut outputs);
         if self.unplug_requested && self.lock != LockState::Locked && !self.ev_contactors_closed {

@@ -1,0 +1,545 @@
+//! `ringhub status` and `ringhub faults`: the hub as its nodes see it, over Zenoh, from
+//! any machine that reaches the bus (see `crate::admin` for the node side).
+//!
+//! The CLI joins the bus as a Zenoh peer that only connects (to the config's endpoints,
+//! or `--connect`), asks every node at once, and waits for the answers up to
+//! `--timeout-ms`. A node that does not answer is shown as such; the record shown is the
+//! one of the node that has applied the most of the log.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use prost::Message;
+use ringhub_proto::config::HubConfig;
+use ringhub_proto::v1::{self, admin_reply, admin_request};
+use serde::Serialize;
+
+/// How to reach the hub.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Reach {
+    /// The hub config (TOML); the embedded demo hub when not given.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Zenoh endpoint to connect to (repeatable); every cabinet's `zenoh_listen` when
+    /// not given.
+    #[arg(long, global = true)]
+    pub connect: Vec<String>,
+    /// How long to wait for the nodes' answers.
+    #[arg(long, global = true, default_value_t = 2_000)]
+    pub timeout_ms: u64,
+}
+
+/// `ringhub status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub reach: Reach,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringhub faults`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FaultsArgs {
+    #[command(flatten)]
+    pub reach: Reach,
+    /// Also list cleared latches (history).
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<FaultsAction>,
+}
+
+/// What to do with faults besides listing them.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum FaultsAction {
+    /// Clear one latch through the Raft log, with your name and a reason.
+    Clear {
+        /// The latch's id.
+        id: u64,
+        /// Why it is safe to clear now.
+        #[arg(long)]
+        reason: String,
+        /// Who clears it; $USER when not given.
+        #[arg(long)]
+        operator: Option<String>,
+    },
+}
+
+/// One node's answer, or why there is none.
+#[derive(Debug, Clone)]
+struct Answer {
+    node: String,
+    reply: v1::AdminReply,
+}
+
+/// The hub config `reach` names.
+fn load(reach: &Reach) -> anyhow::Result<HubConfig> {
+    Ok(match &reach.config {
+        Some(path) => HubConfig::load(path)?,
+        None => HubConfig::demo(),
+    })
+}
+
+/// Asks `node` (every node of the hub when `None`) `command` and returns the answers.
+async fn ask(
+    reach: &Reach,
+    operator: &str,
+    command: admin_request::Command,
+    node: Option<&str>,
+) -> anyhow::Result<(HubConfig, Vec<Answer>)> {
+    let config = load(reach)?;
+    let connect = if reach.connect.is_empty() {
+        config
+            .cabinets
+            .iter()
+            .flat_map(|c| c.zenoh_listen.iter().cloned())
+            .collect()
+    } else {
+        reach.connect.clone()
+    };
+    let zenoh_config = crate::publish::zenoh_config(&[], &connect)?;
+    let session = zenoh::open(zenoh_config)
+        .await
+        .map_err(|e| anyhow::anyhow!("zenoh: {e}"))?;
+    let request_id = format!("{:016x}", crate::publish::new_boot_id());
+    let request = v1::AdminRequest {
+        request_id: request_id.clone(),
+        operator: operator.to_owned(),
+        command: Some(command),
+    };
+    let timeout = Duration::from_millis(reach.timeout_ms);
+    let deadline = Instant::now() + timeout;
+    // The connections come up in the background: give them a moment before asking.
+    let settled = Instant::now() + (timeout / 2).min(Duration::from_secs(1));
+    while session.info().peers_zid().await.count() < connect.len() && Instant::now() < settled {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let key = crate::admin::admin_key(config.hub.id.as_ref(), node.unwrap_or("*"));
+    let mut answers = Vec::new();
+    while answers.is_empty() && Instant::now() < deadline {
+        let replies = session
+            .get(&key)
+            .payload(request.encode_to_vec())
+            .timeout(deadline.saturating_duration_since(Instant::now()))
+            .await
+            .map_err(|e| anyhow::anyhow!("query {key}: {e}"))?;
+        while let Ok(reply) = replies.recv_async().await {
+            let Ok(sample) = reply.result() else { continue };
+            let bytes = sample.payload().to_bytes();
+            match v1::AdminReply::decode(bytes.as_ref()) {
+                Ok(reply) if reply.request_id == request_id => answers.push(Answer {
+                    node: reply.node_id.clone(),
+                    reply,
+                }),
+                Ok(_) => {}
+                Err(e) => eprintln!("{}: undecodable answer: {e}", sample.key_expr()),
+            }
+        }
+        if answers.is_empty() {
+            // Nobody answered yet (no node reachable so far): ask again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let _ = session.close().await;
+    answers.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok((config, answers))
+}
+
+/// The status as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct StatusView {
+    hub: String,
+    leader: Option<String>,
+    term: u64,
+    /// Highest applied index any node reported: everything up to it is committed.
+    commit_index: u64,
+    nodes: Vec<NodeView>,
+    /// The node whose record is shown.
+    record_from: Option<String>,
+    plan_epoch: u64,
+    islands: Vec<IslandView>,
+    segments: Vec<SegmentView>,
+    faults: Vec<FaultView>,
+}
+
+#[derive(Debug, Serialize)]
+struct NodeView {
+    node: String,
+    answered: bool,
+    alive: bool,
+    role: Option<String>,
+    raft_id: Option<u64>,
+    term: Option<u64>,
+    applied_index: Option<u64>,
+    reached_epoch: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct IslandView {
+    segments: Vec<u32>,
+    gun: Option<u32>,
+    modules: Vec<u32>,
+    granted_w: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct SegmentView {
+    segment: u32,
+    cabinet: String,
+    in_service: bool,
+    reason: String,
+    tie_observed: String,
+}
+
+#[derive(Debug, Serialize)]
+struct FaultView {
+    id: u64,
+    code: String,
+    severity: String,
+    scope: String,
+    scope_id: String,
+    reason: String,
+    raised_by: String,
+    raised_unix_ms: u64,
+    clear_rule: String,
+    status: String,
+    cleared_by: String,
+    clear_reason: String,
+    plan_epoch: u64,
+    repeat_count: u32,
+}
+
+fn fault_view(fault: &v1::Fault) -> FaultView {
+    let name = |s: &str, prefix: &str| s.strip_prefix(prefix).unwrap_or(s).to_ascii_lowercase();
+    FaultView {
+        id: fault.fault_id,
+        code: fault.code.clone(),
+        severity: name(fault.severity().as_str_name(), "FAULT_SEVERITY_"),
+        scope: name(fault.scope().as_str_name(), "FAULT_SCOPE_"),
+        scope_id: fault.scope_id.clone(),
+        reason: fault.reason.clone(),
+        raised_by: fault.raised_by_node_id.clone(),
+        raised_unix_ms: fault.raised_unix_ms,
+        clear_rule: name(fault.clear_rule().as_str_name(), "CLEAR_RULE_"),
+        status: name(fault.status().as_str_name(), "FAULT_STATUS_"),
+        cleared_by: fault.cleared_by.clone(),
+        clear_reason: fault.clear_reason.clone(),
+        plan_epoch: fault.plan_epoch,
+        repeat_count: fault.repeat_count,
+    }
+}
+
+/// Runs `ringhub status`.
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let (config, answers) = ask(
+        &args.reach,
+        &operator_name(None),
+        admin_request::Command::GetStatus(v1::GetStatusRequest {}),
+        None,
+    )
+    .await?;
+    let statuses: Vec<(&str, &v1::GetStatusReply)> = answers
+        .iter()
+        .filter_map(|a| match &a.reply.outcome {
+            Some(admin_reply::Outcome::GetStatus(s)) => Some((a.node.as_str(), s)),
+            _ => None,
+        })
+        .collect();
+    if statuses.is_empty() {
+        bail!(
+            "no node of hub {} answered within {} ms: are the nodes running, and is {:?} reachable?",
+            config.hub.id,
+            args.reach.timeout_ms,
+            args.reach.connect
+        );
+    }
+    let applied = |s: &v1::GetStatusReply| s.raft.as_ref().map_or(0, |r| r.applied_index);
+    let best = statuses
+        .iter()
+        .max_by_key(|(_, s)| (applied(s), s.raft.as_ref().map_or(0, |r| r.term)))
+        .copied();
+    let faults = fetch_faults(&args.reach, false).await.unwrap_or_default();
+    let view = StatusView {
+        hub: config.hub.id.to_string(),
+        leader: statuses
+            .iter()
+            .filter(|(_, s)| !s.leader_node_id.is_empty())
+            .max_by_key(|(_, s)| s.raft.as_ref().map_or(0, |r| r.term))
+            .map(|(_, s)| s.leader_node_id.clone()),
+        term: statuses
+            .iter()
+            .filter_map(|(_, s)| s.raft.as_ref().map(|r| r.term))
+            .max()
+            .unwrap_or(0),
+        commit_index: statuses.iter().map(|(_, s)| applied(s)).max().unwrap_or(0),
+        nodes: config
+            .cabinets
+            .iter()
+            .map(|cabinet| {
+                let name = cabinet.id.to_string();
+                let own = statuses.iter().find(|(n, _)| *n == name).map(|(_, s)| s);
+                let raft = own.and_then(|s| s.raft.as_ref());
+                let seen = best.and_then(|(_, s)| s.nodes.iter().find(|n| n.node_id == name));
+                NodeView {
+                    answered: own.is_some(),
+                    alive: own.is_some() || seen.is_some_and(|n| n.alive),
+                    role: raft.map(|r| r.role.clone()),
+                    raft_id: raft.map(|r| r.raft_id),
+                    term: raft.map(|r| r.term),
+                    applied_index: raft.map(|r| r.applied_index),
+                    reached_epoch: seen.map_or(0, |n| n.reached_epoch),
+                    node: name,
+                }
+            })
+            .collect(),
+        record_from: best.map(|(n, _)| n.to_owned()),
+        plan_epoch: best
+            .and_then(|(_, s)| s.plan.as_ref())
+            .map_or(0, |p| p.epoch),
+        islands: best
+            .and_then(|(_, s)| s.plan.as_ref())
+            .map(|p| {
+                p.islands
+                    .iter()
+                    .map(|i| IslandView {
+                        segments: i.segment_ids.clone(),
+                        gun: i.gun_id,
+                        modules: i.module_ids.clone(),
+                        granted_w: i.granted_power_w,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        segments: best
+            .map(|(_, s)| {
+                s.segment_records
+                    .iter()
+                    .map(|r| SegmentView {
+                        segment: r.segment_id,
+                        cabinet: r.cabinet_id.clone(),
+                        in_service: r.in_service,
+                        reason: r.out_of_service_reason.clone(),
+                        tie_observed: r.tie_observed.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        faults: faults.iter().map(fault_view).collect(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print_status(&view);
+    }
+    Ok(())
+}
+
+fn print_status(view: &StatusView) {
+    println!(
+        "hub {}   leader {}   term {}   commit index {}   plan epoch {}",
+        view.hub,
+        view.leader.as_deref().unwrap_or("none"),
+        view.term,
+        view.commit_index,
+        view.plan_epoch
+    );
+    println!();
+    println!(
+        "{:<12} {:<10} {:>5} {:>7} {:>8} {:>8}",
+        "NODE", "ROLE", "ALIVE", "TERM", "APPLIED", "EPOCH"
+    );
+    for node in &view.nodes {
+        let or_dash = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        println!(
+            "{:<12} {:<10} {:>5} {:>7} {:>8} {:>8}",
+            node.node,
+            node.role
+                .as_deref()
+                .unwrap_or(if node.answered { "?" } else { "no answer" }),
+            if node.alive { "yes" } else { "no" },
+            or_dash(node.term),
+            or_dash(node.applied_index),
+            node.reached_epoch
+        );
+    }
+    println!();
+    println!(
+        "{:<8} {:<10} {:<11} {:<14} REASON",
+        "SEGMENT", "CABINET", "IN SERVICE", "TIE"
+    );
+    for segment in &view.segments {
+        println!(
+            "{:<8} {:<10} {:<11} {:<14} {}",
+            segment.segment,
+            segment.cabinet,
+            if segment.in_service { "yes" } else { "no" },
+            if segment.tie_observed.is_empty() {
+                "-"
+            } else {
+                &segment.tie_observed
+            },
+            segment.reason
+        );
+    }
+    println!();
+    println!(
+        "{:<16} {:<6} {:<16} {:>10}",
+        "ISLAND", "GUN", "MODULES", "GRANTED"
+    );
+    for island in &view.islands {
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        println!(
+            "{:<16} {:<6} {:<16} {:>8} W",
+            list(&island.segments),
+            island.gun.map_or("-".to_owned(), |g| g.to_string()),
+            if island.modules.is_empty() {
+                "-".to_owned()
+            } else {
+                list(&island.modules)
+            },
+            island.granted_w
+        );
+    }
+    println!();
+    print_faults(&view.faults);
+}
+
+fn print_faults(faults: &[FaultView]) {
+    if faults.is_empty() {
+        println!("no latched faults");
+        return;
+    }
+    println!(
+        "{:>4} {:<26} {:<9} {:<18} {:<8} {:<10} {:<9} DETAIL",
+        "ID", "CODE", "SEVERITY", "SCOPE", "BY", "CLEAR", "STATUS"
+    );
+    for f in faults {
+        println!(
+            "{:>4} {:<26} {:<9} {:<18} {:<8} {:<10} {:<9} {}",
+            f.id,
+            f.code,
+            f.severity,
+            format!("{} {}", f.scope, f.scope_id),
+            f.raised_by,
+            f.clear_rule,
+            f.status,
+            f.reason
+        );
+    }
+}
+
+/// The latches, from the most advanced node that answers.
+async fn fetch_faults(reach: &Reach, include_cleared: bool) -> anyhow::Result<Vec<v1::Fault>> {
+    let (config, answers) = ask(
+        reach,
+        &operator_name(None),
+        admin_request::Command::ListFaults(v1::ListFaultsRequest {
+            include_cleared,
+            limit: 1_000,
+            ..v1::ListFaultsRequest::default()
+        }),
+        None,
+    )
+    .await?;
+    answers
+        .into_iter()
+        .filter_map(|a| match a.reply.outcome {
+            Some(admin_reply::Outcome::ListFaults(list)) => Some(list.faults),
+            _ => None,
+        })
+        .max_by_key(|faults| (faults.len(), faults.first().map_or(0, |f| f.fault_id)))
+        .with_context(|| format!("no node of hub {} answered", config.hub.id))
+}
+
+/// Runs `ringhub faults`.
+pub async fn faults(args: FaultsArgs) -> anyhow::Result<()> {
+    if let Some(FaultsAction::Clear {
+        id,
+        reason,
+        operator,
+    }) = &args.action
+    {
+        return clear(
+            &args.reach,
+            *id,
+            reason,
+            &operator_name(operator.as_deref()),
+            args.json,
+        )
+        .await;
+    }
+    let faults: Vec<FaultView> = fetch_faults(&args.reach, args.all)
+        .await?
+        .iter()
+        .map(fault_view)
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&faults)?);
+    } else {
+        print_faults(&faults);
+    }
+    Ok(())
+}
+
+/// Asks the nodes one at a time, in config order, to commit the clear, until one answers.
+async fn clear(
+    reach: &Reach,
+    id: u64,
+    reason: &str,
+    operator: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = load(reach)?;
+    let mut answers = Vec::new();
+    for cabinet in &config.cabinets {
+        let command = admin_request::Command::ClearFault(v1::ClearFaultRequest {
+            fault_id: id,
+            reason: reason.to_owned(),
+        });
+        answers = ask(reach, operator, command, Some(cabinet.id.as_ref()))
+            .await?
+            .1;
+        if !answers.is_empty() {
+            break;
+        }
+    }
+    let mut errors = Vec::new();
+    for answer in &answers {
+        match &answer.reply.outcome {
+            Some(admin_reply::Outcome::ClearFault(v1::ClearFaultReply { fault: Some(fault) })) => {
+                let view = fault_view(fault);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&view)?);
+                } else {
+                    println!(
+                        "latch {} ({}) cleared by {}: {}",
+                        view.id, view.code, view.cleared_by, view.clear_reason
+                    );
+                }
+                return Ok(());
+            }
+            Some(admin_reply::Outcome::Error(error)) => {
+                errors.push(format!("{}: {}", answer.node, error.reason))
+            }
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        bail!("no node of hub {} answered", config.hub.id);
+    }
+    bail!("the clear was refused: {}", errors.join("; "))
+}
+
+/// The operator's name: given, or the login name.
+fn operator_name(given: Option<&str>) -> String {
+    given
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".to_owned())
+}

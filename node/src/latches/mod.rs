@@ -1,0 +1,388 @@
+//! Latched faults through the Raft log (issue 7, S6): the faults the controllers raise and
+//! clear become latches in the replicated hub record, so that no crash, restart, leader
+//! change or partition loses one.
+//!
+//! ```text
+//!  control task ──LatchChange (mpsc)──► latch task: store it (redb, fsync)
+//!                                          │  Outbox::poll ──► Cluster::write ──► Raft log
+//!                                          └─ committed: delete it from the store
+//! ```
+//!
+//! - Each change is stored before it is sent and deleted once committed: a node killed
+//!   in between sends it again on its next start (see [`outbox`] for why that applies
+//!   once).
+//! - A clear by rule is sent when the controller's own rule cleared the fault (its
+//!   condition went away); a latch that needs an operator (S9 welds, S4 emergency opens,
+//!   isolation faults) is refused such a clear by the record and stays.
+//! - At start, the latches the record holds for this node's segments that need an
+//!   operator are put back into the controllers ([`restore`]), so that a restart does not
+//!   forget a weld and close the contactor again.
+
+mod outbox;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringhub_cluster::record::{
+    ClearError, ClearRule, ClientId, HubRecord, LatchSpec, LatchStatus, Outcome, Rejection,
+    Severity,
+};
+use ringhub_cluster::service::Cluster;
+use ringhub_proto::config::CabinetId;
+use tokio::sync::{mpsc, watch};
+
+pub use self::outbox::{Action, ChangeSeq, LatchChange, Outbox};
+use crate::connector::{FaultCode, LocalFault};
+use crate::store::{Store, StoreError};
+
+/// How bad a controller's fault is, and how its latch may be cleared.
+pub fn classify(code: FaultCode) -> (Severity, ClearRule) {
+    use FaultCode::*;
+    let severity = match code {
+        MeterFailure | MeterDisagreement => Severity::Warning,
+        ContactorFailedToClose
+        | LockFailure
+        | PlcSilent
+        | ModuleOvertemp
+        | ModuleSilent
+        | ModuleFault => Severity::Error,
+        ContactorWelded | OpenUnderLoad | IsolationFault | EmergencyStop => Severity::Critical,
+    };
+    let rule = if code.needs_operator() {
+        ClearRule::Operator
+    } else {
+        // The controller judges the condition (with its own debounce) and clears.
+        ClearRule::ConditionGone { hold_ms: 0 }
+    };
+    (severity, rule)
+}
+
+/// The change that carries a controller's fault event into the record.
+pub fn change_of(
+    fault: &LocalFault,
+    raised: bool,
+    node: &CabinetId,
+    now_unix_ms: u64,
+) -> LatchChange {
+    if !raised {
+        return LatchChange::Clear {
+            code: fault.code.as_str().to_owned(),
+            subject: fault.subject.clone(),
+            at_unix_ms: now_unix_ms,
+        };
+    }
+    let (severity, clear_rule) = classify(fault.code);
+    LatchChange::Raise(LatchSpec {
+        code: fault.code.as_str().to_owned(),
+        subject: fault.subject.clone(),
+        severity,
+        detail: fault.detail.clone(),
+        raised_by: node.clone(),
+        raised_unix_ms: now_unix_ms,
+        clear_rule,
+    })
+}
+
+/// The latches of `node` that need an operator and are active in `record`, or raised in
+/// `pending` and not cleared there: what its controllers must hold again after a start.
+pub fn restore(
+    record: &HubRecord,
+    pending: &[(ChangeSeq, LatchChange)],
+    node: &CabinetId,
+) -> Vec<LocalFault> {
+    let mut faults: Vec<LocalFault> = Vec::new();
+    let mut add = |code: &str, subject: &str, detail: &str| {
+        let Ok(code) = code.parse::<FaultCode>() else {
+            return;
+        };
+        if code.needs_operator()
+            && !faults
+                .iter()
+                .any(|f| f.code == code && f.subject == subject)
+        {
+            faults.push(LocalFault {
+                code,
+                subject: subject.to_owned(),
+                detail: format!("restored from the hub record: {detail}"),
+                raised_at: Duration::ZERO,
+            });
+        }
+    };
+    for latch in record
+        .active_latches()
+        .filter(|l| l.spec.raised_by == *node)
+    {
+        add(&latch.spec.code, &latch.spec.subject, &latch.spec.detail);
+    }
+    for (_, change) in pending {
+        if let LatchChange::Raise(spec) = change {
+            add(&spec.code, &spec.subject, &spec.detail);
+        }
+    }
+    faults
+}
+
+/// Whether `record` shows the latch of `code` on `subject` raised by `node` cleared by an
+/// operator, with none active: the controller may let its local fault go.
+pub fn cleared_by_operator(
+    record: &HubRecord,
+    node: &CabinetId,
+    code: &str,
+    subject: &str,
+) -> bool {
+    let mut ours =
+        record.latches().values().rev().filter(|l| {
+            l.spec.raised_by == *node && l.spec.code == code && l.spec.subject == subject
+        });
+    ours.next().is_some_and(|newest| {
+        matches!(
+            &newest.status,
+            LatchStatus::Cleared {
+                by: ringhub_cluster::record::Clearer::Operator { .. },
+                ..
+            }
+        )
+    })
+}
+
+/// Runs the outbox against the cluster until `shutdown` (see the module docs).
+pub async fn run(
+    cluster: Arc<Cluster>,
+    store: Arc<Store>,
+    node: CabinetId,
+    boot_id: u64,
+    pending: Vec<(ChangeSeq, LatchChange)>,
+    mut changes: mpsc::UnboundedReceiver<LatchChange>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next_seq = pending.last().map_or(1, |(seq, _)| seq + 1);
+    let mut outbox = Outbox::new(node.clone(), ClientId(format!("{node}/{boot_id:016x}")));
+    if !pending.is_empty() {
+        tracing::info!(
+            count = pending.len(),
+            "sending latch changes stored before the restart"
+        );
+    }
+    for (seq, change) in pending {
+        outbox.push(seq, change);
+    }
+    let mut write: Option<std::pin::Pin<Box<dyn Future<Output = _> + Send>>> = None;
+    loop {
+        metrics::gauge!(crate::metrics::LATCHES_PENDING).set(outbox.len() as f64);
+        if write.is_none() {
+            match cluster.record().read(|r| outbox.poll(Instant::now(), r)) {
+                Some(Action::Send(request)) => {
+                    let cluster = cluster.clone();
+                    write = Some(Box::pin(async move { cluster.write(request).await }));
+                }
+                Some(Action::Forget(seq)) => {
+                    tracing::debug!(seq, "latch change needs no write");
+                    forget(&store, seq).await;
+                    continue;
+                }
+                None => {}
+            }
+        }
+        let retry = outbox.poll_timeout();
+        tokio::select! {
+            result = async { write.as_mut().expect("guarded").await }, if write.is_some() => {
+                write = None;
+                match result {
+                    Ok(outcome) => {
+                        report(&outcome);
+                        if let Some(seq) = outbox.handle_outcome(&outcome) {
+                            forget(&store, seq).await;
+                        }
+                    }
+                    Err(error) => {
+                        metrics::counter!(crate::metrics::LATCH_WRITE_FAILURES).increment(1);
+                        tracing::warn!(%error, "latch change not committed yet; retrying");
+                        outbox.handle_failure(Instant::now());
+                    }
+                }
+            }
+            change = changes.recv() => {
+                let Some(change) = change else { break };
+                let seq = next_seq;
+                next_seq += 1;
+                if let Err(error) = keep(&store, seq, &change).await {
+                    // Still sent: the record is the durable copy; only a crash before
+                    // the commit could lose it now.
+                    tracing::error!(%error, "could not store a latch change");
+                }
+                outbox.push(seq, change);
+            }
+            () = sleep_until(retry), if retry.is_some() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    metrics::gauge!(crate::metrics::LATCHES_PENDING).set(outbox.len() as f64);
+}
+
+/// Logs what the record did with a change.
+fn report(outcome: &Outcome) {
+    match outcome {
+        Outcome::Applied(applied) => tracing::info!(?applied, "latch change committed"),
+        Outcome::Rejected(Rejection::Clear(ClearError::NeedsOperator { id, code })) => {
+            tracing::info!(%id, %code, "latch stays until an operator clears it");
+        }
+        Outcome::Rejected(rejection) => {
+            metrics::counter!(crate::metrics::LATCHES_REFUSED).increment(1);
+            tracing::warn!(%rejection, "the hub record refused a latch change");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn keep(store: &Arc<Store>, seq: ChangeSeq, change: &LatchChange) -> Result<(), StoreError> {
+    let (store, change) = (store.clone(), change.clone());
+    tokio::task::spawn_blocking(move || store.put_latch_change(seq, &change))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                path: std::path::PathBuf::new(),
+                action: "store task failed",
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+}
+
+async fn forget(store: &Arc<Store>, seq: ChangeSeq) {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.remove_latch_change(seq)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, seq, "could not delete a sent latch change"),
+        Err(error) => tracing::error!(%error, "store task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringhub_cluster::record::{Clearer, ClientId, Command, Request, Topology};
+    use ringhub_proto::config::HubConfig;
+
+    use super::*;
+
+    fn cab(name: &str) -> CabinetId {
+        CabinetId::new(name).expect("cabinet id")
+    }
+
+    fn fault(code: FaultCode, subject: &str) -> LocalFault {
+        LocalFault {
+            code,
+            subject: subject.into(),
+            detail: "seen".into(),
+            raised_at: Duration::ZERO,
+        }
+    }
+
+    fn apply(record: &mut HubRecord, serial: u64, command: Command) -> Outcome {
+        record.apply(&Request {
+            client: ClientId("test".into()),
+            serial,
+            command,
+        })
+    }
+
+    fn raise(record: &mut HubRecord, serial: u64, node: &str, code: FaultCode, subject: &str) {
+        let LatchChange::Raise(spec) = change_of(&fault(code, subject), true, &cab(node), 1) else {
+            panic!("a raise");
+        };
+        apply(record, serial, Command::RaiseLatch(spec));
+    }
+
+    #[test]
+    fn every_code_reads_back_from_its_name() {
+        for code in FaultCode::ALL {
+            assert_eq!(code.as_str().parse::<FaultCode>(), Ok(code));
+        }
+        assert!("WELDED".parse::<FaultCode>().is_err());
+    }
+
+    #[test]
+    fn every_code_needing_an_operator_is_critical_and_operator_cleared() {
+        for code in FaultCode::ALL {
+            let (severity, rule) = classify(code);
+            assert_eq!(code.needs_operator(), rule == ClearRule::Operator, "{code}");
+            if code.needs_operator() {
+                assert_eq!(severity, Severity::Critical, "{code}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restart_restores_only_this_nodes_operator_latches() {
+        let mut record = HubRecord::new(Topology::from_config(&HubConfig::demo()));
+        raise(
+            &mut record,
+            1,
+            "cab-a",
+            FaultCode::ContactorWelded,
+            "segment 0 gc",
+        );
+        raise(&mut record, 2, "cab-a", FaultCode::PlcSilent, "segment 1");
+        raise(
+            &mut record,
+            3,
+            "cab-b",
+            FaultCode::ContactorWelded,
+            "segment 2 gc",
+        );
+        let pending = [(
+            9,
+            change_of(
+                &fault(FaultCode::OpenUnderLoad, "segment 1 gc"),
+                true,
+                &cab("cab-a"),
+                5,
+            ),
+        )];
+        let restored = restore(&record, &pending, &cab("cab-a"));
+        let got: Vec<_> = restored
+            .iter()
+            .map(|f| (f.code, f.subject.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (FaultCode::ContactorWelded, "segment 0 gc"),
+                (FaultCode::OpenUnderLoad, "segment 1 gc"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_operator_clear_shows_only_when_the_newest_latch_is_cleared_by_one() {
+        let (node, code, subject) = (cab("cab-a"), "CONTACTOR_WELDED", "segment 0 gc");
+        let mut record = HubRecord::new(Topology::from_config(&HubConfig::demo()));
+        assert!(!cleared_by_operator(&record, &node, code, subject));
+        raise(&mut record, 1, "cab-a", FaultCode::ContactorWelded, subject);
+        assert!(!cleared_by_operator(&record, &node, code, subject));
+        let id = record.active_latches().next().expect("latch").id;
+        let by = Clearer::Operator {
+            name: "ops".into(),
+            reason: "replaced".into(),
+        };
+        apply(
+            &mut record,
+            2,
+            Command::ClearLatch {
+                id,
+                by,
+                at_unix_ms: 2,
+            },
+        );
+        assert!(cleared_by_operator(&record, &node, code, subject));
+        raise(&mut record, 3, "cab-a", FaultCode::ContactorWelded, subject);
+        assert!(
+            !cleared_by_operator(&record, &node, code, subject),
+            "welded again"
+        );
+    }
+}
