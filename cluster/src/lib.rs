@@ -1,9 +1,16 @@
 //! The cluster layer (DESIGN.md §3, §4): the Raft-replicated hub record that the cabinets
-//! agree on — the ring's state, module ownership by plan epoch, latched faults — and,
-//! next, the openraft glue over Zenoh and the island manager and planner.
+//! agree on — the ring's state, module ownership by plan epoch, latched faults — and the
+//! openraft glue over Zenoh.
+//!
+//! - `record`: the state machine (pure); `storage`: it and the log in redb;
+//!   `network`: Raft RPCs over Zenoh; `service`: the member a node runs;
+//! - `steward`: what the leader commits on its own (lost cabinets, the plan) (pure);
+//! - `lease`: whether a node may still count itself part of the hub (S7) (pure).
 
+pub mod lease;
 pub mod network;
 pub mod record;
 pub mod service;
+pub mod steward;
 pub mod storage;
 pub mod types;

@@ -9,20 +9,30 @@
 //!   re-initialises, and identical memberships everywhere make the first start safe.
 //! - The node declares its liveliness token `ringhub/<hub>/node/<cabinet>/alive` for as
 //!   long as the cluster runs.
-//! - Timing: heartbeat 100 ms, election timeout 400–800 ms, inside the 1 s Zenoh link
-//!   lease, so that a lost leader is replaced in about a second.
+//! - Timing: heartbeat 100 ms, election timeout 300–600 ms. openraft 0.9 lets a follower
+//!   that knew a leader wait out that leader's lease (the election maximum) before its
+//!   own timeout, so a lost leader is replaced in about 0.9–1.2 s, and about 1.2 s more
+//!   after a failed round; a shorter timeout than this trips elections on a loaded
+//!   2-core machine.
+//! - It watches every node's liveliness token ([`Cluster::alive`]), and while it leads it
+//!   runs the [`Steward`]: lost cabinets out of service, the plan in force, returning
+//!   cabinets back in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, RaftMetrics};
+use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState};
+use ringhub_proto::config::CabinetId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use zenoh::sample::SampleKind;
 
 use crate::network::{WriteError, ZenohNetwork, serve};
-use crate::record::{Outcome, Request, Topology};
+use crate::record::{ClientId, Outcome, Request, Topology};
+use crate::steward::Steward;
 use crate::storage::{self, OpenError, RecordReader};
 use crate::types::{NodeId, TypeConfig};
 
@@ -39,6 +49,9 @@ pub struct ClusterConfig {
     pub data_dir: PathBuf,
     /// The ring, from the hub config.
     pub topology: Topology,
+    /// How long after a cabinet is lost its neighbourhood stays untouched: the lease
+    /// plus the PLC watchdog (S7).
+    pub hold: Duration,
 }
 
 /// Why the cluster member did not start.
@@ -66,8 +79,10 @@ pub struct Cluster {
     raft: Raft<TypeConfig>,
     /// The record as applied here.
     record: RecordReader,
-    /// The task answering RPCs.
-    server: JoinHandle<()>,
+    /// The tasks answering RPCs, watching liveliness, and stewarding.
+    tasks: Vec<JoinHandle<()>>,
+    /// The cabinets whose liveliness token is seen.
+    alive: watch::Receiver<BTreeSet<CabinetId>>,
     /// This node's liveliness, withdrawn on drop.
     _alive: zenoh::liveliness::LivelinessToken,
     /// The node's Zenoh session, for forwarded writes.
@@ -92,8 +107,8 @@ fn raft_config(cluster_name: &str) -> Result<Config, ClusterError> {
     Config {
         cluster_name: cluster_name.to_owned(),
         heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
         install_snapshot_timeout: 2_000,
         ..Config::default()
     }
@@ -136,11 +151,31 @@ impl Cluster {
                 }
             }
         });
-        let alive = session
+        let token = session
             .liveliness()
             .declare_token(format!("ringhub/{}/node/{}/alive", config.hub, config.me))
             .await
             .map_err(|e| ClusterError::Zenoh(e.to_string()))?;
+        let (alive_tx, alive) = watch::channel(BTreeSet::new());
+        let subscriber = session
+            .liveliness()
+            .declare_subscriber(format!("ringhub/{}/node/*/alive", config.hub))
+            .history(true)
+            .await
+            .map_err(|e| ClusterError::Zenoh(e.to_string()))?;
+        let watcher = tokio::spawn(watch_alive(
+            session.clone(),
+            subscriber,
+            format!("ringhub/{}/node/", config.hub),
+            alive_tx,
+        ));
+        let steward = tokio::spawn(steward_loop(
+            raft.clone(),
+            record.clone(),
+            alive.clone(),
+            config.me.clone(),
+            config.hold,
+        ));
         let members: BTreeMap<NodeId, BasicNode> = config
             .cabinets
             .iter()
@@ -163,8 +198,9 @@ impl Cluster {
             id,
             raft,
             record,
-            server,
-            _alive: alive,
+            tasks: vec![server, watcher, steward],
+            alive,
+            _alive: token,
             session: session.clone(),
             hub: config.hub,
         })
@@ -183,6 +219,11 @@ impl Cluster {
     /// The record as applied on this node.
     pub fn record(&self) -> &RecordReader {
         &self.record
+    }
+
+    /// The cabinets whose liveliness token this node sees, itself included, as they change.
+    pub fn alive(&self) -> watch::Receiver<BTreeSet<CabinetId>> {
+        self.alive.clone()
     }
 
     /// Raft's metrics, as they change.
@@ -204,11 +245,152 @@ impl Cluster {
         .await
     }
 
-    /// Stops Raft and the RPC server.
+    /// Stops Raft and the tasks.
     pub async fn shutdown(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "Raft did not stop cleanly");
         }
-        self.server.abort();
     }
+}
+
+/// How often the liveliness view is rebuilt from a query, beside the subscriber's events.
+const ALIVE_RESYNC: Duration = Duration::from_secs(1);
+
+/// Keeps `alive` up to date: from the subscriber's put and delete events, and every
+/// [`ALIVE_RESYNC`] from a liveliness query, which is the authority. The query matters
+/// after a peer resumes from a pause: Zenoh may drop its re-declared token on the way
+/// ("unknown wire expr") while the query still finds it.
+async fn watch_alive(
+    session: zenoh::Session,
+    subscriber: zenoh::pubsub::Subscriber<
+        zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>,
+    >,
+    prefix: String,
+    alive: watch::Sender<BTreeSet<CabinetId>>,
+) {
+    let name_of = |key: &str| {
+        key.strip_prefix(&prefix)
+            .and_then(|k| k.strip_suffix("/alive"))
+            .and_then(|n| CabinetId::new(n).ok())
+    };
+    let mut resync = tokio::time::interval(ALIVE_RESYNC);
+    loop {
+        tokio::select! {
+            sample = subscriber.recv_async() => {
+                let Ok(sample) = sample else { return };
+                let Some(name) = name_of(sample.key_expr().as_str()) else { continue };
+                alive.send_modify(|alive| {
+                    match sample.kind() {
+                        SampleKind::Put => alive.insert(name),
+                        SampleKind::Delete => alive.remove(&name),
+                    };
+                });
+            }
+            _ = resync.tick() => {
+                let Ok(replies) = session
+                    .liveliness()
+                    .get(format!("{prefix}*/alive"))
+                    .timeout(ALIVE_RESYNC / 2)
+                    .await
+                else {
+                    continue;
+                };
+                let mut seen = BTreeSet::new();
+                while let Ok(reply) = replies.recv_async().await {
+                    if let Some(name) = reply.result().ok().and_then(|s| name_of(s.key_expr().as_str())) {
+                        seen.insert(name);
+                    }
+                }
+                alive.send_if_modified(|alive| {
+                    let changed = *alive != seen;
+                    if changed {
+                        tracing::debug!(?seen, was = ?alive, "liveliness view resynced");
+                        *alive = seen;
+                    }
+                    changed
+                });
+            }
+        }
+    }
+}
+
+/// How long a new leader waits for the liveliness tokens before it marks anyone lost.
+const STEWARD_GRACE: Duration = Duration::from_secs(2);
+/// Longest sleep of the steward when nothing changes.
+const STEWARD_IDLE: Duration = Duration::from_millis(500);
+
+/// Runs a [`Steward`] for as long as this node leads, a new one each time it becomes
+/// leader; its commands go through this node's Raft.
+async fn steward_loop(
+    raft: Raft<TypeConfig>,
+    record: RecordReader,
+    mut alive: watch::Receiver<BTreeSet<CabinetId>>,
+    me: String,
+    hold: Duration,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        let term = loop {
+            let m = metrics.borrow_and_update().clone();
+            if m.state == ServerState::Leader {
+                break m.current_term;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        };
+        let mut steward = Steward::new(Instant::now(), hold, STEWARD_GRACE);
+        let client = ClientId(format!("steward@{me}/term-{term}/{}", unix_ms()));
+        let mut serial = 0;
+        tracing::info!(term, "leading: the steward runs");
+        loop {
+            let m = metrics.borrow_and_update().clone();
+            if m.state != ServerState::Leader || m.current_term != term {
+                tracing::info!(term, "no longer leading: the steward stops");
+                break;
+            }
+            let now = Instant::now();
+            let command = {
+                let alive = alive.borrow_and_update().clone();
+                record.read(|r| steward.poll(now, r, &alive, unix_ms()))
+            };
+            if let Some(command) = command {
+                serial += 1;
+                let request = Request {
+                    client: client.clone(),
+                    serial,
+                    command: command.clone(),
+                };
+                match raft.client_write(request).await {
+                    Ok(response) => {
+                        tracing::info!(?command, outcome = ?response.data, "steward committed")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "steward write failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                continue;
+            }
+            let wake = steward
+                .poll_timeout(now)
+                .unwrap_or(now + STEWARD_IDLE)
+                .min(now + STEWARD_IDLE);
+            tokio::select! {
+                _ = alive.changed() => {}
+                changed = metrics.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+}
+
+/// The wall clock, Unix ms, for the times the record keeps.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -5,6 +5,7 @@
 //! - `connector`: the pure per-segment controller and the gun's session state machine;
 //! - `runtime`: the daemon that runs the controllers on the bus, with `store` (redb),
 //!   `publish` (Zenoh), `metrics` (Prometheus) and `options` (config and flags);
+//! - `epochs`: the committed plan carried out on this node's segments, and reported;
 //! - `latches`: the controllers' faults carried into the Raft-replicated record;
 //! - `admin`: the queryables `ringhub status` and `ringhub faults` ask;
 //! - `cli`: the operator CLI's commands.
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod can;
 pub mod cli;
 pub mod connector;
+pub mod epochs;
 pub mod latches;
 pub mod metrics;
 pub mod ocpp;

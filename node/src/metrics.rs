@@ -19,7 +19,8 @@
 //! | `ringhub_plc_online` | gauge, 0 or 1 | hub, cabinet, segment |
 //! | `ringhub_controller_tick_seconds` | histogram | — |
 //! | `ringhub_raft_term`, `ringhub_raft_leader_id`, `ringhub_raft_is_leader`, `ringhub_raft_last_applied_index` | gauge | — |
-//! | `ringhub_latch_changes_pending` | gauge | — |
+//! | `ringhub_latch_changes_pending`, `ringhub_node_degraded` | gauge | — |
+//! | `ringhub_node_degraded_entries_total` | counter | — |
 //! | `ringhub_latch_write_failures_total`, `ringhub_latch_changes_refused_total` | counter | — |
 //!
 //! plus the CAN counters of [`crate::can::describe_metrics`]. Values are in base units
@@ -61,6 +62,8 @@ pub const RAFT_TERM: &str = "ringhub_raft_term";
 pub const RAFT_LEADER: &str = "ringhub_raft_leader_id";
 pub const RAFT_IS_LEADER: &str = "ringhub_raft_is_leader";
 pub const RAFT_APPLIED: &str = "ringhub_raft_last_applied_index";
+pub const DEGRADED: &str = "ringhub_node_degraded";
+pub const DEGRADED_ENTRIES: &str = "ringhub_node_degraded_entries_total";
 pub const LATCHES_PENDING: &str = "ringhub_latch_changes_pending";
 pub const LATCH_WRITE_FAILURES: &str = "ringhub_latch_write_failures_total";
 pub const LATCHES_REFUSED: &str = "ringhub_latch_changes_refused_total";
@@ -167,6 +170,15 @@ pub fn describe() {
     describe_gauge!(
         RAFT_APPLIED,
         "The index of the last Raft log entry applied to this node's hub record."
+    );
+    describe_gauge!(
+        DEGRADED,
+        "1 while the node has had no contact with a Raft majority for longer than its lease (degraded local mode, S7), else 0."
+    );
+    describe_counter!(
+        DEGRADED_ENTRIES,
+        Unit::Count,
+        "Times the node entered degraded local mode since it started."
     );
     describe_gauge!(
         LATCHES_PENDING,
@@ -292,6 +304,15 @@ fn with(
     let mut all = labels.to_vec();
     all.push(extra);
     all
+}
+
+/// Records a change of the node's standing (S7).
+pub fn record_standing(standing: ringhub_cluster::lease::Standing) {
+    let degraded = standing == ringhub_cluster::lease::Standing::Degraded;
+    gauge!(DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+    if degraded {
+        counter!(DEGRADED_ENTRIES).increment(1);
+    }
 }
 
 /// Records this node's view of the Raft cluster.

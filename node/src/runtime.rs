@@ -34,20 +34,22 @@ use crate::connector::{
     AuthDecision, AuthPolicy, Command, ConnectorEvent, ConnectorStatus, IdToken, LocalFault,
     SegmentController, SegmentSetup, SegmentSnapshot, Timing,
 };
+use crate::epochs::{self, Report};
 use crate::latches::{self, ChangeSeq, LatchChange};
 use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG, PreviousStop};
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
 use crate::store::{PendingToken, Store, StoreError};
+use ringhub_cluster::lease::{Contact, LEASE, Lease, Standing};
+use ringhub_cluster::record::Epoch;
 use ringhub_cluster::record::Topology;
 use ringhub_cluster::service::{Cluster, ClusterConfig};
-use ringhub_cluster::storage::RecordReader;
 use ringhub_proto::config::CabinetId;
 
 /// How often the publish task sends everything even when nothing changed.
 const PUBLISH_PERIOD: Duration = Duration::from_millis(200);
-/// How often the controllers' operator-cleared faults are compared with the hub record.
-const RECORD_CHECK_PERIOD: Duration = Duration::from_millis(250);
+/// How often the control task looks at the cluster: the lease, the plan, operator clears.
+const CLUSTER_CHECK_PERIOD: Duration = Duration::from_millis(100);
 /// Longest wait for the bus when sending; a periodic frame that misses it goes out with
 /// the next period.
 const SEND_TIMEOUT: Duration = Duration::from_millis(50);
@@ -128,6 +130,7 @@ pub async fn run(
                 me: options.node.to_string(),
                 data_dir: options.data_dir.clone(),
                 topology: Topology::from_config(config),
+                hold: ringhub_cluster::lease::LEASE + Timing::default().watchdog,
             },
         )
         .await?,
@@ -175,8 +178,21 @@ pub async fn run(
         .await
         .map_err(join_error)??;
     let (latch_tx, latch_rx) = mpsc::unbounded_channel();
-    let mut control =
-        Control::new(&options, store.clone(), snapshots_tx, latch_tx, &cluster).await?;
+    let (reports_tx, reports_rx) = watch::channel(None);
+    let reporter = tokio::spawn(epochs::report_loop(
+        cluster.clone(),
+        options.node.clone(),
+        origin_boot_id,
+        reports_rx,
+        shutdown.clone(),
+    ));
+    let link = ClusterLink {
+        cluster: cluster.clone(),
+        latches: latch_tx,
+        reports: reports_tx,
+        voters: config.cabinets.iter().map(|c| c.id.clone()).collect(),
+    };
+    let mut control = Control::new(&options, store.clone(), snapshots_tx, link).await?;
     control.restore_latches(&pending_latches);
     let latch_task = tokio::spawn(latches::run(
         cluster.clone(),
@@ -203,6 +219,7 @@ pub async fn run(
     raft_metrics.abort();
     admin.abort();
     let _ = latch_task.await;
+    let _ = reporter.await;
     cluster.shutdown().await;
     // Everything that writes the store has stopped: the next start may trust this mark.
     tokio::task::spawn_blocking(move || journal_store.mark_clean_shutdown())
@@ -251,12 +268,26 @@ struct Control {
     faults: Vec<Option<LocalFault>>,
     /// This node's cabinet, for the latches it raises.
     node: CabinetId,
+    /// The cluster member and what goes to it.
+    link: ClusterLink,
+    /// Whether the node is in contact with a majority (S7).
+    lease: Lease,
+    /// The plan epoch whose budgets the controllers have; `None` until one is applied.
+    applied_epoch: Option<Epoch>,
+    /// When the cluster was last looked at.
+    last_cluster_check: Instant,
+}
+
+/// What the control task holds of the cluster.
+struct ClusterLink {
+    /// The member: its record, its metrics, the liveliness it sees.
+    cluster: Arc<Cluster>,
     /// Fault raises and clears, to the latch task and the Raft log.
     latches: mpsc::UnboundedSender<LatchChange>,
-    /// The hub record as applied here.
-    record: RecordReader,
-    /// When the record was last compared with the controllers' faults.
-    last_record_check: Instant,
+    /// Reports of the epoch reached, to the report task.
+    reports: watch::Sender<Option<Report>>,
+    /// The voters: the hub config's cabinets.
+    voters: Vec<CabinetId>,
 }
 
 impl std::fmt::Debug for Control {
@@ -273,8 +304,7 @@ impl Control {
         options: &NodeOptions,
         store: Arc<Store>,
         snapshots: watch::Sender<Published>,
-        latches: mpsc::UnboundedSender<LatchChange>,
-        cluster: &Cluster,
+        link: ClusterLink,
     ) -> Result<Self, NodeError> {
         let now = Instant::now();
         let mut controllers: Vec<SegmentController> = segment_setups(options)
@@ -313,10 +343,102 @@ impl Control {
             statuses: vec![None; count],
             faults: vec![None; count],
             node: options.node.clone(),
-            latches,
-            record: cluster.record().clone(),
-            last_record_check: now,
+            link,
+            lease: Lease::new(now, LEASE),
+            applied_epoch: None,
+            last_cluster_check: now,
         })
+    }
+
+    /// Every [`CLUSTER_CHECK_PERIOD`]: the lease, the plan, operator clears.
+    fn follow_cluster(&mut self, now: Instant) {
+        if now.duration_since(self.last_cluster_check) < CLUSTER_CHECK_PERIOD {
+            return;
+        }
+        self.last_cluster_check = now;
+        self.keep_lease(now);
+        self.apply_plan(now);
+        self.follow_operator_clears(now);
+    }
+
+    /// Renews or loses the lease (S7), from the liveliness tokens and Raft's view.
+    fn keep_lease(&mut self, now: Instant) {
+        let cluster = &self.link.cluster;
+        let alive = cluster.alive().borrow().clone();
+        let metrics = cluster.metrics().borrow().clone();
+        let contact = Contact {
+            alive_voters: self
+                .link
+                .voters
+                .iter()
+                .filter(|v| alive.contains(*v))
+                .count(),
+            voters: self.link.voters.len(),
+            leader_quorum_ack: (metrics.state == openraft::ServerState::Leader)
+                .then(|| metrics.millis_since_quorum_ack.map(Duration::from_millis)),
+        };
+        let Some(standing) = self.lease.observe(now, contact) else {
+            return;
+        };
+        crate::metrics::record_standing(standing);
+        match standing {
+            Standing::Degraded => {
+                // Every tie stays open and every gun on its own modules whatever the
+                // plan: there is nothing to ramp down or open beyond the budgets kept.
+                tracing::warn!(
+                    alive = alive.len(),
+                    "no contact with a majority for longer than the lease: degraded local mode, own modules only, ties open"
+                );
+            }
+            Standing::Joined => {
+                tracing::info!("contact with a majority again: following the committed plan");
+                self.applied_epoch = None;
+            }
+        }
+    }
+
+    /// Hands a new epoch's budgets to the controllers and reports it (see `epochs`);
+    /// nothing while degraded, and nothing for the initial epoch 0, which grants nothing.
+    fn apply_plan(&mut self, now: Instant) {
+        if self.lease.standing() != Standing::Joined {
+            return;
+        }
+        let (epoch, budgets) = self
+            .link
+            .cluster
+            .record()
+            .read(|r| (r.epoch(), epochs::budgets(r, &self.node)));
+        if epoch == Epoch(0) || self.applied_epoch == Some(epoch) {
+            return;
+        }
+        for (segment, budget) in budgets {
+            if let Some(controller) = self
+                .controllers
+                .iter_mut()
+                .find(|c| c.setup().segment == segment)
+            {
+                let _ = controller.handle_command(Command::SetBudget(Some(budget)), now);
+            }
+        }
+        let ties = self
+            .controllers
+            .iter()
+            .filter(|c| c.setup().tie_fitted)
+            .map(|c| {
+                let view = c.snapshot(now).mn.unwrap_or_default();
+                (c.setup().segment, epochs::tie_observation(&view))
+            })
+            .collect();
+        let why = if self.applied_epoch.is_none() {
+            "joined"
+        } else {
+            "new epoch"
+        };
+        tracing::info!(epoch = epoch.0, why, "plan applied");
+        self.link
+            .reports
+            .send_replace(Some(Report { epoch, ties, why }));
+        self.applied_epoch = Some(epoch);
     }
 
     /// Puts the latches that need an operator back into the controllers (see
@@ -324,7 +446,9 @@ impl Control {
     /// changes it had not sent yet.
     fn restore_latches(&mut self, pending: &[(ChangeSeq, LatchChange)]) {
         let faults = self
-            .record
+            .link
+            .cluster
+            .record()
             .read(|record| latches::restore(record, pending, &self.node));
         let now = Instant::now();
         for fault in faults {
@@ -343,12 +467,9 @@ impl Control {
     /// operator's clear; a controller that refuses (the condition still holds) raises it
     /// again, as a new latch.
     fn follow_operator_clears(&mut self, now: Instant) {
-        if now.duration_since(self.last_record_check) < RECORD_CHECK_PERIOD {
-            return;
-        }
-        self.last_record_check = now;
+        let record = self.link.cluster.record();
         for controller in &mut self.controllers {
-            let cleared: Vec<LocalFault> = self.record.read(|record| {
+            let cleared: Vec<LocalFault> = record.read(|record| {
                 controller
                     .faults()
                     .iter()
@@ -373,7 +494,7 @@ impl Control {
                         tracing::warn!(code = %fault.code, %error, "an operator cleared it, but the condition holds: latched again");
                         let change =
                             latches::change_of(&fault, true, &self.node, publish::unix_ms());
-                        let _ = self.latches.send(change);
+                        let _ = self.link.latches.send(change);
                     }
                 }
             }
@@ -411,7 +532,7 @@ impl Control {
                     for controller in &mut self.controllers {
                         controller.handle_timeout(started);
                     }
-                    self.follow_operator_clears(started);
+                    self.follow_cluster(started);
                     crate::metrics::record_tick(started.elapsed());
                 }
                 _ = shutdown.changed() => break,
@@ -554,7 +675,7 @@ impl Control {
             }
             ConnectorEvent::Fault { fault, raised } => {
                 let change = latches::change_of(&fault, raised, &self.node, publish::unix_ms());
-                if self.latches.send(change).is_err() {
+                if self.link.latches.send(change).is_err() {
                     tracing::error!(code = %fault.code, "the latch task has stopped: fault not latched");
                 }
                 if raised {

@@ -7,7 +7,11 @@
 //!   no majority (so it is only in that node's store when the node is killed), it reaches
 //!   the record once the hub is back, as `ringhub faults` shows from outside, and the
 //!   restarted raiser holds it (S6, S9) until an operator clears it with
-//!   `ringhub faults clear`.
+//!   `ringhub faults clear`;
+//! - a node paused (SIGSTOP) past its lease: its PLCs' watchdogs open its contactors, the
+//!   others take its segments out of service and re-plan around it while an EV on
+//!   another cabinet charges on; resumed (SIGCONT), it finds itself degraded, catches up,
+//!   reports, and its segments rejoin.
 //!
 //! ```text
 //!   cab-a ◄──Zenoh──► cab-b ◄──Zenoh──► cab-c      (each also socketcand → Sim)
@@ -18,8 +22,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    NodeArgs, NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, eventually,
-    free_port, inject, scrape, start_sim,
+    NodeArgs, NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, ev,
+    eventually, free_port, gun, inject, scrape, start_sim, state,
 };
 use ringhub_proto::config::HubConfig;
 use ringhub_sim::server::Sim;
@@ -275,6 +279,156 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
         for node in &mut nodes {
             node.assert_running();
         }
+        assert_no_violations(&world).await;
+    })
+    .await;
+}
+
+/// `ringhub status --json`.
+async fn status(endpoints: &[String]) -> Result<Value, String> {
+    let out = ringhub(&["status", "--json"], endpoints).await?;
+    serde_json::from_str(&out).map_err(|e| format!("status JSON: {e}: {out}"))
+}
+
+/// The record's view of segment `id` in a status.
+fn segment_status(status: &Value, id: u64) -> &Value {
+    status["segments"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["segment"] == id))
+        .unwrap_or_else(|| panic!("no segment {id} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_is_planned_around_and_rejoins_when_it_resumes() {
+    bounded(async {
+        let sim = start_sim(HubConfig::demo(), 13).await;
+        let dir = TempDir::new("cluster-pause");
+        let nodes: Vec<NodeProcess> = hub_args(&sim, &dir)
+            .iter()
+            .map(|args| NodeProcess::spawn(args, dir.path()))
+            .collect();
+        let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+        let world = sim.world();
+        let first_epoch = eventually(
+            "a plan that shares the site among all guns",
+            STEP,
+            async || {
+                let status = status(&endpoints).await?;
+                let epoch = status["plan_epoch"].as_u64().unwrap_or(0);
+                let all_in = (0..6).all(|s| segment_status(&status, s)["in_service"] == true);
+                if epoch >= 1 && all_in {
+                    Ok(epoch)
+                } else {
+                    Err(format!("{status}"))
+                }
+            },
+        )
+        .await;
+
+        // EVs charge on cab-a's gun 0 and on cab-b's gun 2.
+        for g in [0, 2] {
+            act(&world, Action::Plug(ev(g, 40.0, 90.0, 60.0))).await;
+        }
+        eventually("both EVs charging", STEP, async || {
+            let truth = state(&world).await;
+            if [0, 2]
+                .iter()
+                .all(|&g| gun(&truth, g)["current_a"].as_f64().unwrap_or(0.0) > 50.0)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}\n{}",
+                    describe_gun(&truth, 0),
+                    describe_gun(&truth, 2)
+                ))
+            }
+        })
+        .await;
+
+        // cab-b hangs: its PLCs stop hearing it, the others stop seeing it.
+        nodes[1].signal("STOP");
+        let replanned = eventually(
+            "cab-b's segments out of service and a new plan",
+            STEP,
+            async || {
+                let status = status(&endpoints).await?;
+                let out = [2, 3].iter().all(|&s| {
+                    let seg = segment_status(&status, s);
+                    seg["in_service"] == false && seg["reason"] == "cab-b lost"
+                });
+                let epoch = status["plan_epoch"].as_u64().unwrap_or(0);
+                if out && epoch > first_epoch {
+                    Ok(status)
+                } else {
+                    Err(format!("{status}"))
+                }
+            },
+        )
+        .await;
+        let replanned_epoch = replanned["plan_epoch"].as_u64().expect("epoch");
+        let islands = replanned["islands"].as_array().expect("islands");
+        for island in islands {
+            if island["segments"] == serde_json::json!([2])
+                || island["segments"] == serde_json::json!([3])
+            {
+                assert!(
+                    island["gun"].is_null() && island["granted_w"] == 0,
+                    "idle: {island}"
+                );
+            }
+        }
+        eventually(
+            "cab-b's PLC watchdog to de-energise gun 2",
+            STEP,
+            async || {
+                let truth = state(&world).await;
+                if gun(&truth, 2)["energised"] == false {
+                    Ok(())
+                } else {
+                    Err(describe_gun(&truth, 2))
+                }
+            },
+        )
+        .await;
+        let truth = state(&world).await;
+        assert!(
+            gun(&truth, 0)["current_a"].as_f64().unwrap_or(0.0) > 50.0,
+            "gun 0 on cab-a charges on: {}",
+            describe_gun(&truth, 0)
+        );
+
+        // cab-b resumes: degraded at once (its lease ran out while it slept), then back.
+        nodes[1].signal("CONT");
+        eventually("cab-b's segments back in service", STEP, async || {
+            let status = status(&endpoints).await?;
+            let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+            // Every node answers, so the record shown is the most advanced one.
+            let all_answered = nodes.len() == 3 && nodes.iter().all(|n| n["answered"] == true);
+            let back = [2, 3]
+                .iter()
+                .all(|&s| segment_status(&status, s)["in_service"] == true);
+            let epoch = status["plan_epoch"].as_u64().unwrap_or(0);
+            let b_reached = nodes
+                .iter()
+                .find(|n| n["node"] == "cab-b")
+                .and_then(|n| n["reached_epoch"].as_u64());
+            if all_answered && back && epoch > replanned_epoch && b_reached == Some(epoch) {
+                Ok(())
+            } else {
+                Err(format!("{status}"))
+            }
+        })
+        .await;
+        let metrics = scrape(nodes[1].metrics).await.expect("scrape cab-b");
+        assert!(
+            metrics
+                .get("ringhub_node_degraded_entries_total", &[])
+                .unwrap_or(0.0)
+                >= 1.0,
+            "cab-b went through degraded mode"
+        );
+        assert_eq!(metrics.get("ringhub_node_degraded", &[]), Some(0.0));
         assert_no_violations(&world).await;
     })
     .await;

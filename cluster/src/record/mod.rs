@@ -200,6 +200,10 @@ pub struct RecordState {
     pub plan: Option<Plan>,
     /// The epoch each node reached.
     pub reached: BTreeMap<CabinetId, Epoch>,
+    /// How many reports each node has made: a report made after some moment shows as a
+    /// larger count (the steward waits for one from a returning node).
+    #[serde(default)]
+    pub reports: BTreeMap<CabinetId, u64>,
     /// Every latch ever raised, active or cleared.
     pub latches: BTreeMap<LatchId, Latch>,
     /// Each client's last request.
@@ -334,6 +338,7 @@ impl HubRecord {
                 }
                 let reached = self.state.reached.entry(node.clone()).or_default();
                 *reached = (*reached).max(*epoch);
+                *self.state.reports.entry(node.clone()).or_default() += 1;
                 Ok(Applied::Reached(*reached))
             }
             Command::SetOutOfService { segment, out } => {

@@ -143,8 +143,11 @@ pub enum PlanError {
         /// The budget.
         budget: Watts,
     },
-    /// S8: more power granted than the site may draw.
-    #[error("the plan grants {granted}, above the site limit of {limit} (S8)")]
+    /// S8: more power granted (with what lost cabinets may still draw) than the site
+    /// may draw.
+    #[error(
+        "the plan grants {granted} (with what lost cabinets keep), above the site limit of {limit} (S8)"
+    )]
     OverSiteLimit {
         /// The sum of the budgets.
         granted: Watts,
@@ -184,6 +187,12 @@ impl Plan {
                 segment: missing.id,
             });
         }
+        let reserved: u64 = states
+            .values()
+            .filter_map(|s| s.out_of_service.as_ref())
+            .map(|out| out.reserved.0)
+            .sum();
+        let granted = Watts(granted.0.saturating_add(reserved));
         if granted > topology.site_limit {
             return Err(PlanError::OverSiteLimit {
                 granted,

@@ -278,6 +278,8 @@ fn a_segment_out_of_service_stays_alone_and_idle() {
         segment: SegmentId(1),
         out: Some(OutOfService {
             reason: "CONTACTOR_WELDED".into(),
+            reserved: Watts(0),
+            reports_before: 0,
         }),
     };
     assert!(matches!(
@@ -323,6 +325,31 @@ fn a_segment_out_of_service_stays_alone_and_idle() {
         ))),
         Rejection::UnknownSegment(SegmentId(6))
     );
+}
+
+#[test]
+fn s8_counts_what_a_lost_cabinet_keeps() {
+    let mut record = record();
+    let limit = record.topology().site_limit.0;
+    let lost = Command::SetOutOfService {
+        segment: SegmentId(3),
+        out: Some(OutOfService {
+            reason: "cab-b lost".into(),
+            reserved: Watts(limit / 2),
+            reports_before: 0,
+        }),
+    };
+    assert!(matches!(
+        record.apply(&request("leader/1", 1, lost)),
+        Outcome::Applied(_)
+    ));
+    let greedy = plan(1, vec![island(&[0], Some(0), &[0, 1], limit / 2000 + 1)]);
+    assert!(matches!(
+        refused(commit(&mut record, 2, greedy)),
+        Rejection::Plan(PlanError::OverSiteLimit { .. })
+    ));
+    let fair = plan(1, vec![island(&[0], Some(0), &[0, 1], limit / 2000)]);
+    assert!(matches!(commit(&mut record, 3, fair), Outcome::Applied(_)));
 }
 
 #[test]
@@ -622,6 +649,8 @@ fn command(step: &Step, record: &HubRecord) -> Option<Command> {
             segment: SegmentId(*segment),
             out: out.then(|| OutOfService {
                 reason: "test".into(),
+                reserved: Watts(0),
+                reports_before: 0,
             }),
         },
         Step::Tie(segment, o) => Command::ObserveTie {

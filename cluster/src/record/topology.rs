@@ -99,6 +99,15 @@ pub enum TieObservation {
 pub struct OutOfService {
     /// What took it out (a latch code, `cabinet lost`, an operator's reason).
     pub reason: String,
+    /// Power the segment's gun may still draw beyond the plan's reach (its cabinet is
+    /// lost and charges on in degraded mode with the budget it had, S7): kept out of
+    /// every budget until the segment rejoins (S8).
+    #[serde(default)]
+    pub reserved: Watts,
+    /// For a lost cabinet: how many reports it had made when it was taken out; it
+    /// rejoins only on a report made after that (see `steward`).
+    #[serde(default)]
+    pub reports_before: u64,
 }
 
 /// What the record adds to a segment.

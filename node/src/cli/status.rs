@@ -103,13 +103,19 @@ async fn ask(
     } else {
         reach.connect.clone()
     };
-    let zenoh_config = crate::publish::zenoh_config(&[], &connect)?;
+    let mut zenoh_config = crate::publish::zenoh_config(&[], &connect)?;
+    // A hung node accepts TCP but never finishes Zenoh's handshake: do not wait for it.
+    let wait = reach.timeout_ms.min(1_000).to_string();
+    for key in ["connect/timeout_ms", "transport/unicast/open_timeout"] {
+        zenoh_config
+            .insert_json5(key, &wait)
+            .map_err(|e| anyhow::anyhow!("zenoh config {key}: {e}"))?;
+    }
     let session = zenoh::open(zenoh_config)
         .await
         .map_err(|e| anyhow::anyhow!("zenoh: {e}"))?;
-    let request_id = format!("{:016x}", crate::publish::new_boot_id());
     let request = v1::AdminRequest {
-        request_id: request_id.clone(),
+        request_id: format!("{:016x}", crate::publish::new_boot_id()),
         operator: operator.to_owned(),
         command: Some(command),
     };
@@ -120,35 +126,97 @@ async fn ask(
     while session.info().peers_zid().await.count() < connect.len() && Instant::now() < settled {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let key = crate::admin::admin_key(config.hub.id.as_ref(), node.unwrap_or("*"));
+    let hub = config.hub.id.to_string();
     let mut answers = Vec::new();
-    while answers.is_empty() && Instant::now() < deadline {
-        let replies = session
-            .get(&key)
-            .payload(request.encode_to_vec())
-            .timeout(deadline.saturating_duration_since(Instant::now()))
-            .await
-            .map_err(|e| anyhow::anyhow!("query {key}: {e}"))?;
-        while let Ok(reply) = replies.recv_async().await {
-            let Ok(sample) = reply.result() else { continue };
-            let bytes = sample.payload().to_bytes();
-            match v1::AdminReply::decode(bytes.as_ref()) {
-                Ok(reply) if reply.request_id == request_id => answers.push(Answer {
-                    node: reply.node_id.clone(),
-                    reply,
-                }),
-                Ok(_) => {}
-                Err(e) => eprintln!("{}: undecodable answer: {e}", sample.key_expr()),
-            }
+    // Ask everyone (or `node`), then each node whose liveliness token is seen and that
+    // has not answered: a node's declarations may reach this fresh session late.
+    let mut targets = vec![node.unwrap_or("*").to_owned()];
+    while Instant::now() < deadline {
+        for target in &targets {
+            let key = crate::admin::admin_key(&hub, target);
+            let got = query(&session, &key, &request, deadline).await?;
+            answers.extend(got);
         }
-        if answers.is_empty() {
-            // Nobody answered yet (no node reachable so far): ask again shortly.
+        if node.is_some() && !answers.is_empty() {
+            break;
+        }
+        let alive = alive_nodes(&session, &hub, deadline).await;
+        targets = alive
+            .into_iter()
+            .filter(|n| node.is_none_or(|only| only == n))
+            .filter(|n| !answers.iter().any(|a: &Answer| a.node == *n))
+            .collect();
+        if targets.is_empty() && !answers.is_empty() {
+            break;
+        }
+        if targets.is_empty() {
+            // Nobody reachable so far: look again shortly.
             tokio::time::sleep(Duration::from_millis(50)).await;
+            targets = vec![node.unwrap_or("*").to_owned()];
         }
     }
     let _ = session.close().await;
     answers.sort_by(|a, b| a.node.cmp(&b.node));
     Ok((config, answers))
+}
+
+/// The answers to `request` on `key`, until every matching node answered or `deadline`.
+async fn query(
+    session: &zenoh::Session,
+    key: &str,
+    request: &v1::AdminRequest,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Answer>> {
+    let replies = session
+        .get(key)
+        .target(zenoh::query::QueryTarget::All)
+        .payload(request.encode_to_vec())
+        .timeout(deadline.saturating_duration_since(Instant::now()))
+        .await
+        .map_err(|e| anyhow::anyhow!("query {key}: {e}"))?;
+    let mut answers = Vec::new();
+    while let Ok(reply) = replies.recv_async().await {
+        let Ok(sample) = reply.result() else { continue };
+        let bytes = sample.payload().to_bytes();
+        match v1::AdminReply::decode(bytes.as_ref()) {
+            Ok(reply) if reply.request_id == request.request_id => answers.push(Answer {
+                node: reply.node_id.clone(),
+                reply,
+            }),
+            Ok(_) => {}
+            Err(e) => eprintln!("{}: undecodable answer: {e}", sample.key_expr()),
+        }
+    }
+    Ok(answers)
+}
+
+/// The nodes whose liveliness token is seen.
+async fn alive_nodes(session: &zenoh::Session, hub: &str, deadline: Instant) -> Vec<String> {
+    let prefix = format!("ringhub/{hub}/node/");
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_millis(300));
+    let Ok(replies) = session
+        .liveliness()
+        .get(format!("{prefix}*/alive"))
+        .timeout(wait)
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut alive = Vec::new();
+    while let Ok(reply) = replies.recv_async().await {
+        if let Ok(sample) = reply.result()
+            && let Some(name) = sample
+                .key_expr()
+                .as_str()
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix("/alive"))
+        {
+            alive.push(name.to_owned());
+        }
+    }
+    alive
 }
 
 /// The status as `--json` prints it.

@@ -129,6 +129,8 @@ pub struct SegmentController {
     pub(super) faults: FaultList,
     /// Out of service until an operator clears its fault.
     pub(super) out_of_service: bool,
+    /// The power the committed plan grants the gun; `None`: no plan applied yet.
+    pub(super) budget: Option<Kilowatts>,
     /// The gun's session, if a gun is fitted.
     pub(super) gun: Option<GunSession>,
     /// Messages to send.
@@ -175,6 +177,7 @@ impl SegmentController {
             connector_derate: Derate::new(DerateCurve::CONNECTOR),
             faults: FaultList::default(),
             out_of_service: false,
+            budget: None,
             gun,
             outbox: VecDeque::new(),
             urgent: VecDeque::new(),
@@ -316,6 +319,7 @@ impl SegmentController {
             }
             Command::RemoteStart(token) => self.remote_start(token, now)?,
             Command::Unlock => self.unlock(now)?,
+            Command::SetBudget(budget) => self.budget = budget,
         }
         self.control(now);
         Ok(())
@@ -430,8 +434,15 @@ impl SegmentController {
             && heartbeat.state == PlcState::WatchdogTripped
             && online
         {
-            // The PLC opened everything on its own: what the node wants must follow.
-            self.relays.desired = Contactors::default();
+            // The PLC opened everything on its own: what the node wants must follow, as
+            // a new command, so that feedback is judged against it (from now, once the
+            // PLC acknowledges it) and not against the command from before the trip.
+            let all = [Which::Gun, Which::Tie]
+                .into_iter()
+                .chain((0..self.modules.len()).map(Which::Module));
+            for which in all {
+                self.relays.set(which, false, now);
+            }
         }
         for i in 0..self.modules.len() {
             let module = &self.modules[i];
@@ -661,13 +672,15 @@ impl SegmentController {
             .fold(0.0, f64::max)
     }
 
-    /// Power the segment's in-service modules can give now.
+    /// Power the segment's in-service modules can give now, within the budget.
     pub(super) fn available_power(&self, now: Instant) -> f64 {
-        self.modules.iter().map(|m| m.available_power(now)).sum()
+        let modules: f64 = self.modules.iter().map(|m| m.available_power(now)).sum();
+        self.budget.map_or(modules, |b| modules.min(b.0))
     }
 
     /// Current offered to the EV: the modules' capability at the EV's voltage, after
-    /// derating, capped by the gun's rating and its connector's temperature.
+    /// derating, capped by the gun's rating, its connector's temperature and the plan's
+    /// budget.
     pub(super) fn offered_current(&self, now: Instant) -> f64 {
         let Some(gun) = &self.gun else { return 0.0 };
         let voltage = self
@@ -680,7 +693,12 @@ impl SegmentController {
             .iter()
             .map(|m| m.current_capability(voltage, now))
             .sum();
-        modules.min(gun.setup.max_current.0 * self.connector_derate.factor())
+        let budget = self
+            .budget
+            .map_or(f64::INFINITY, |b| b.0 * 1000.0 / voltage);
+        modules
+            .min(gun.setup.max_current.0 * self.connector_derate.factor())
+            .min(budget)
     }
 
     /// Writes a PLC config parameter.

@@ -53,7 +53,7 @@ use std::time::Duration;
 use ringhub_proto::can::PlcSlot;
 use ringhub_proto::can::ev_identity::EvIdentity;
 use ringhub_proto::config::{GunId, SegmentId};
-use ringhub_proto::units::{Amps, KilowattHours, Volts};
+use ringhub_proto::units::{Amps, KilowattHours, Kilowatts, Volts};
 
 pub use self::controller::SegmentController;
 pub use self::derate::{Derate, DerateCurve};
@@ -206,6 +206,9 @@ pub enum Command {
     /// Release the lock (OCPP UnlockConnector): a running session is stopped first and
     /// unlocks once de-energised; an idle or finished gun is unlocked at once.
     Unlock,
+    /// The power the committed plan grants the gun (`None`: no cap beyond the hardware);
+    /// the current offered to the EV follows it down or up at once.
+    SetBudget(Option<Kilowatts>),
 }
 
 /// What the controller reports.

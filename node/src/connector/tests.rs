@@ -435,6 +435,35 @@ fn a_welded_gun_contactor_takes_the_segment_out_of_service_until_cleared() {
 }
 
 #[test]
+fn the_plan_budget_caps_the_current_offered_to_the_ev() {
+    let mut rig = Rig::new(AuthPolicy::Free);
+    rig.charging_at_full_current();
+    let now = rig.now();
+    rig.controllers[0]
+        .handle_command(Command::SetBudget(Some(Kilowatts(40.0))), now)
+        .expect("budget");
+    rig.run_until(3_000, "the current to follow the budget", |r| {
+        r.gun(0)
+            .meter
+            .is_some_and(|m| m.current.0 * m.voltage.0 <= 40_500.0)
+    });
+    let offered = rig.gun(0).offered_current.0;
+    let voltage = rig.gun(0).meter.expect("meter").voltage.0;
+    assert!(
+        offered * voltage.max(150.0) <= 40_100.0,
+        "{offered} A at {voltage} V"
+    );
+    let now = rig.now();
+    rig.controllers[0]
+        .handle_command(Command::SetBudget(None), now)
+        .expect("budget");
+    rig.run_until(5_000, "full current again", |r| {
+        r.gun(0).meter.is_some_and(|m| m.current.0 > 190.0)
+    });
+    assert!(rig.violations().is_empty(), "{:?}", rig.violations());
+}
+
+#[test]
 fn a_weld_restored_from_the_record_keeps_the_gun_from_charging() {
     let mut rig = Rig::new(AuthPolicy::Free);
     let weld = |subject: &str| LocalFault {

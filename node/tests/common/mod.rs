@@ -81,12 +81,21 @@ pub async fn eventually<T>(
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, and that no other test of this process
+/// was handed (the OS may give a port just released here to the next caller).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind loopback")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind loopback")
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A directory removed when dropped, unless the test failed (then it is kept, and named,
@@ -281,6 +290,17 @@ impl NodeProcess {
                 Err(error) => panic!("waiting for ringhub-node: {error}"),
             }
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the node.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the node was killed");
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {} failed", child.id());
     }
 
     /// Fails if the node has exited.

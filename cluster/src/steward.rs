@@ -1,0 +1,493 @@
+//! The leader's steward (issue 7, "Node loss and partitions"): what the Raft leader writes
+//! to the record on its own. Pure: [`Steward::poll`] takes the time, the record and the
+//! cabinets whose liveliness tokens are seen, and returns the next command to commit.
+//!
+//! - **Loss**: a cabinet whose token is gone has its in-service segments taken out of
+//!   service as `<cabinet> lost`, each keeping in reserve the budget its gun had: that
+//!   node may charge on in degraded mode with it (S7), so no one else may be granted it
+//!   (S8).
+//! - **Plan**: until the planner issue lands, the plan in force is always "each gun on its
+//!   own segment's modules, ties open": every in-service gun gets an equal share of the
+//!   site limit less what lost cabinets keep, out-of-service segments are idle. A change
+//!   of segments commits the next epoch.
+//! - **Return**: a cabinet seen again rejoins only once the lease and the PLC watchdog
+//!   have passed since it was lost (its PLCs have opened what they held, S7), it has
+//!   reported since it was taken out (the record keeps its report count from then), at
+//!   the epoch in force, and its ties read open as the plan wants.
+//!
+//! Nothing is marked lost during a grace period after the steward starts (a new leader
+//! has not seen every token yet). A steward that finds segments out of service as lost
+//! without having seen the loss itself (a new leader) waits the hold time from then.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ringhub_proto::config::{CabinetId, SegmentId};
+
+use crate::record::{
+    Command, Epoch, HubRecord, Island, OutOfService, Plan, SegmentSpec, TieObservation, Watts,
+};
+
+/// The reason that marks a segment out of service because its cabinet is lost.
+pub fn lost_reason(cabinet: &CabinetId) -> String {
+    format!("{cabinet} lost")
+}
+
+/// A cabinet the steward has seen lost.
+#[derive(Debug, Clone, Copy)]
+struct Lost {
+    /// When the loss was seen (or, for a new leader, first found in the record).
+    since: Instant,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Steward {
+    /// Lease plus PLC watchdog: how long after a loss its neighbourhood stays untouched.
+    hold: Duration,
+    /// Before this, nothing is marked lost.
+    grace_until: Instant,
+    /// Cabinets lost or not yet rejoined.
+    lost: BTreeMap<CabinetId, Lost>,
+}
+
+impl Steward {
+    /// A steward that starts at `now`.
+    pub fn new(now: Instant, hold: Duration, grace: Duration) -> Self {
+        Self {
+            hold,
+            grace_until: now + grace,
+            lost: BTreeMap::new(),
+        }
+    }
+
+    /// The next moment after `now` when [`Self::poll`] may have something new without
+    /// any input changing (the grace or a hold ends).
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let holds = self.lost.values().map(|l| l.since + self.hold);
+        std::iter::once(self.grace_until)
+            .chain(holds)
+            .filter(|&at| at > now)
+            .min()
+    }
+
+    /// The next command to commit, or `None` when the record is as it should be.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        record: &HubRecord,
+        alive: &BTreeSet<CabinetId>,
+        now_unix_ms: u64,
+    ) -> Option<Command> {
+        if now < self.grace_until {
+            return None;
+        }
+        let cabinets: BTreeSet<&CabinetId> = record
+            .topology()
+            .segments
+            .iter()
+            .map(|s| &s.cabinet)
+            .collect();
+        for cabinet in cabinets {
+            let command = if alive.contains(cabinet) {
+                self.returning(now, record, cabinet)
+            } else {
+                self.gone(now, record, cabinet)
+            };
+            if command.is_some() {
+                return command;
+            }
+        }
+        let current = record.plan()?;
+        let desired = own_modules_plan(record, Epoch(current.epoch.0 + 1), now_unix_ms);
+        (desired.islands != current.islands).then_some(Command::CommitPlan(desired))
+    }
+
+    /// A cabinet without its token: its in-service segments go out of service.
+    fn gone(&mut self, now: Instant, record: &HubRecord, cabinet: &CabinetId) -> Option<Command> {
+        self.lost
+            .entry(cabinet.clone())
+            .or_insert(Lost { since: now });
+        let reports = record.snapshot().reports.get(cabinet).copied().unwrap_or(0);
+        let segment =
+            segments_of(record, cabinet).find(|s| out_of_service(record, s.id).is_none())?;
+        Some(Command::SetOutOfService {
+            segment: segment.id,
+            out: Some(OutOfService {
+                reason: lost_reason(cabinet),
+                reserved: budget_of(record, segment.id),
+                reports_before: reports,
+            }),
+        })
+    }
+
+    /// A cabinet with its token: if it was lost, it rejoins when ready.
+    fn returning(
+        &mut self,
+        now: Instant,
+        record: &HubRecord,
+        cabinet: &CabinetId,
+    ) -> Option<Command> {
+        let reason = lost_reason(cabinet);
+        let marked: Vec<(SegmentId, u64)> = segments_of(record, cabinet)
+            .filter_map(|s| out_of_service(record, s.id).map(|o| (s.id, o)))
+            .filter(|(_, o)| o.reason == reason)
+            .map(|(id, o)| (id, o.reports_before))
+            .collect();
+        let reports = record.snapshot().reports.get(cabinet).copied().unwrap_or(0);
+        let lost = match self.lost.get(cabinet) {
+            Some(lost) => *lost,
+            None if marked.is_empty() => return None,
+            // Marked by an earlier leader: wait the hold from now.
+            None => *self
+                .lost
+                .entry(cabinet.clone())
+                .or_insert(Lost { since: now }),
+        };
+        let reported_since = marked.iter().all(|&(_, before)| reports > before);
+        let ready = now >= lost.since + self.hold
+            && reported_since
+            && record.snapshot().reached.get(cabinet) == Some(&record.epoch())
+            && ties_open(record, cabinet);
+        if !ready {
+            return None;
+        }
+        match marked.first() {
+            Some(&(segment, _)) => Some(Command::SetOutOfService { segment, out: None }),
+            None => {
+                self.lost.remove(cabinet);
+                None
+            }
+        }
+    }
+}
+
+fn segments_of<'a>(
+    record: &'a HubRecord,
+    cabinet: &'a CabinetId,
+) -> impl Iterator<Item = &'a SegmentSpec> {
+    record
+        .topology()
+        .segments
+        .iter()
+        .filter(move |s| s.cabinet == *cabinet)
+}
+
+fn out_of_service(record: &HubRecord, segment: SegmentId) -> Option<&OutOfService> {
+    record
+        .snapshot()
+        .segments
+        .get(&segment)
+        .and_then(|s| s.out_of_service.as_ref())
+}
+
+/// The budget the plan in force grants the gun on `segment`.
+fn budget_of(record: &HubRecord, segment: SegmentId) -> Watts {
+    let gun = record.topology().segment(segment).and_then(|s| s.gun);
+    record
+        .plan()
+        .and_then(|p| p.islands.iter().find(|i| i.gun.is_some() && i.gun == gun))
+        .map_or(Watts(0), |i| i.budget)
+}
+
+/// Every fitted tie of `cabinet` reads open, as the plan wants.
+fn ties_open(record: &HubRecord, cabinet: &CabinetId) -> bool {
+    segments_of(record, cabinet)
+        .filter(|s| s.tie_fitted)
+        .all(|s| {
+            record
+                .snapshot()
+                .segments
+                .get(&s.id)
+                .and_then(|state| state.tie)
+                == Some(TieObservation::Open)
+        })
+}
+
+/// "Each gun on its own segment's modules, ties open" (see the module docs).
+pub fn own_modules_plan(record: &HubRecord, epoch: Epoch, now_unix_ms: u64) -> Plan {
+    let topology = record.topology();
+    let reserved: u64 = record
+        .snapshot()
+        .segments
+        .values()
+        .filter_map(|s| s.out_of_service.as_ref())
+        .map(|o| o.reserved.0)
+        .sum();
+    let active: Vec<&SegmentSpec> = topology
+        .segments
+        .iter()
+        .filter(|s| s.gun.is_some() && out_of_service(record, s.id).is_none())
+        .collect();
+    let pool = topology.site_limit.0.saturating_sub(reserved);
+    let share = u64::try_from(active.len())
+        .ok()
+        .filter(|&n| n > 0)
+        .map_or(0, |n| pool / n);
+    let islands = topology
+        .segments
+        .iter()
+        .map(|s| {
+            let on = active.iter().any(|a| a.id == s.id);
+            Island {
+                segments: vec![s.id],
+                gun: if on { s.gun } else { None },
+                modules: if on { s.modules.clone() } else { Vec::new() },
+                budget: Watts(if on { share } else { 0 }),
+            }
+        })
+        .collect();
+    let out: Vec<String> = topology
+        .segments
+        .iter()
+        .filter_map(|s| out_of_service(record, s.id).map(|o| format!("{} ({})", s.id, o.reason)))
+        .collect();
+    Plan {
+        epoch,
+        islands,
+        reason: if out.is_empty() {
+            "each gun on its own modules, ties open".to_owned()
+        } else {
+            format!(
+                "each gun on its own modules, ties open; out of service: {}",
+                out.join(", ")
+            )
+        },
+        proposed_unix_ms: now_unix_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringhub_proto::config::HubConfig;
+
+    use super::*;
+    use crate::record::{Applied, ClientId, Outcome, Request, Topology};
+
+    const HOLD: Duration = Duration::from_millis(2_000);
+    const GRACE: Duration = Duration::from_millis(1_000);
+
+    fn cab(name: &str) -> CabinetId {
+        CabinetId::new(name).expect("cabinet id")
+    }
+
+    fn all() -> BTreeSet<CabinetId> {
+        ["cab-a", "cab-b", "cab-c"].into_iter().map(cab).collect()
+    }
+
+    /// A record and the requests the steward and the nodes made.
+    struct Hub {
+        record: HubRecord,
+        serial: u64,
+    }
+
+    impl Hub {
+        fn new() -> Self {
+            Self {
+                record: HubRecord::new(Topology::from_config(&HubConfig::demo())),
+                serial: 0,
+            }
+        }
+
+        fn apply(&mut self, client: &str, command: Command) -> Outcome {
+            self.serial += 1;
+            self.record.apply(&Request {
+                client: ClientId(client.into()),
+                serial: self.serial,
+                command,
+            })
+        }
+
+        /// Commits what the steward asks until it is content; the commands, in order.
+        fn settle(
+            &mut self,
+            steward: &mut Steward,
+            now: Instant,
+            alive: &BTreeSet<CabinetId>,
+        ) -> Vec<Command> {
+            let mut done = Vec::new();
+            while let Some(command) = steward.poll(now, &self.record, alive, 1) {
+                let outcome = self.apply("steward", command.clone());
+                assert!(
+                    matches!(outcome, Outcome::Applied(_)),
+                    "{command:?}: {outcome:?}"
+                );
+                done.push(command);
+                assert!(done.len() < 20, "the steward does not settle: {done:?}");
+            }
+            done
+        }
+
+        /// What a node reports after applying the plan in force: its ties, then its epoch.
+        fn report(&mut self, node: &str, tie: TieObservation) {
+            let segments: Vec<SegmentId> = segments_of(&self.record, &cab(node))
+                .map(|s| s.id)
+                .collect();
+            for segment in segments {
+                self.apply(
+                    node,
+                    Command::ObserveTie {
+                        segment,
+                        observed: tie,
+                    },
+                );
+            }
+            let epoch = self.record.epoch();
+            assert!(matches!(
+                self.apply(
+                    node,
+                    Command::ReportEpoch {
+                        node: cab(node),
+                        epoch
+                    }
+                ),
+                Outcome::Applied(Applied::Reached(_))
+            ));
+        }
+
+        fn out(&self, segment: u16) -> Option<&OutOfService> {
+            out_of_service(&self.record, SegmentId(segment))
+        }
+
+        fn budgets(&self) -> Vec<u64> {
+            let plan = self.record.plan().expect("plan");
+            plan.islands.iter().map(|i| i.budget.0).collect()
+        }
+    }
+
+    #[test]
+    fn the_first_plan_gives_every_gun_its_own_modules_and_an_equal_share() {
+        let (mut hub, t0) = (Hub::new(), Instant::now());
+        let mut steward = Steward::new(t0, HOLD, GRACE);
+        assert_eq!(steward.poll(t0, &hub.record, &all(), 1), None, "grace");
+        let done = hub.settle(&mut steward, t0 + GRACE, &all());
+        assert_eq!(done.len(), 1, "{done:?}");
+        let plan = hub.record.plan().expect("plan");
+        assert_eq!(plan.epoch, Epoch(1));
+        assert!(plan.closed_ties().is_empty(), "ties open");
+        let limit = hub.record.topology().site_limit.0;
+        assert_eq!(hub.budgets(), vec![limit / 6; 6]);
+        for island in &plan.islands {
+            let spec = hub
+                .record
+                .topology()
+                .segment(island.segments[0])
+                .expect("segment");
+            assert_eq!(island.gun, spec.gun);
+            assert_eq!(island.modules, spec.modules);
+        }
+        assert!(
+            hub.settle(&mut steward, t0 + GRACE, &all()).is_empty(),
+            "content"
+        );
+    }
+
+    #[test]
+    fn a_lost_cabinet_is_taken_out_keeping_its_budget_and_rejoins_only_when_safe() {
+        let (mut hub, t0) = (Hub::new(), Instant::now());
+        let mut steward = Steward::new(t0, HOLD, GRACE);
+        let t1 = t0 + GRACE;
+        hub.settle(&mut steward, t1, &all());
+        let limit = hub.record.topology().site_limit.0;
+        let share = limit / 6;
+
+        // cab-b (segments 2 and 3) is gone.
+        let mut without_b = all();
+        without_b.remove(&cab("cab-b"));
+        let done = hub.settle(&mut steward, t1, &without_b);
+        assert_eq!(done.len(), 3, "two segments out, one plan: {done:?}");
+        for segment in [2, 3] {
+            let out = hub.out(segment).expect("out of service");
+            assert_eq!(out.reason, "cab-b lost");
+            assert_eq!(out.reserved, Watts(share), "keeps what it may still draw");
+        }
+        let plan = hub.record.plan().expect("plan");
+        assert_eq!(plan.epoch, Epoch(2));
+        let budgets = hub.budgets();
+        assert_eq!((budgets[2], budgets[3]), (0, 0), "idle in the plan");
+        let granted: u64 = budgets.iter().sum();
+        assert!(granted + 2 * share <= limit, "S8 with the reserve");
+        assert_eq!(budgets[0], (limit - 2 * share) / 4);
+
+        // Its report from before the loss does not count; one made since, with a tie
+        // that reads closed, does not do either, nor does any before the hold passed.
+        let t2 = t1 + Duration::from_millis(500);
+        assert!(
+            hub.settle(&mut steward, t2, &all()).is_empty(),
+            "no report since"
+        );
+        hub.report("cab-b", TieObservation::WeldedClosed);
+        assert!(hub.settle(&mut steward, t2, &all()).is_empty());
+        assert_eq!(steward.poll_timeout(t2), Some(t1 + HOLD));
+        let t3 = t1 + HOLD;
+        assert!(
+            hub.settle(&mut steward, t3, &all()).is_empty(),
+            "a tie reads closed"
+        );
+        hub.report("cab-b", TieObservation::Open);
+        assert!(hub.settle(&mut steward, t2, &all()).is_empty(), "the hold");
+        // Its ties read open at the epoch in force: it rejoins, and the plan shares again.
+        hub.report("cab-b", TieObservation::Open);
+        let done = hub.settle(&mut steward, t3, &all());
+        assert_eq!(done.len(), 3, "{done:?}");
+        assert!(hub.out(2).is_none() && hub.out(3).is_none());
+        assert_eq!(hub.budgets(), vec![share; 6]);
+    }
+
+    #[test]
+    fn a_segment_out_for_a_weld_stays_out_when_its_cabinet_returns() {
+        let (mut hub, t0) = (Hub::new(), Instant::now());
+        let mut steward = Steward::new(t0, HOLD, GRACE);
+        let t1 = t0 + GRACE;
+        hub.apply(
+            "cab-a",
+            Command::SetOutOfService {
+                segment: SegmentId(0),
+                out: Some(OutOfService {
+                    reason: "CONTACTOR_WELDED".into(),
+                    reserved: Watts(0),
+                    reports_before: 0,
+                }),
+            },
+        );
+        hub.settle(&mut steward, t1, &all());
+        assert_eq!(hub.budgets()[0], 0);
+        let mut without_a = all();
+        without_a.remove(&cab("cab-a"));
+        hub.settle(&mut steward, t1, &without_a);
+        hub.report("cab-a", TieObservation::Open);
+        hub.settle(&mut steward, t1 + HOLD, &all());
+        hub.report("cab-a", TieObservation::Open);
+        hub.settle(&mut steward, t1 + HOLD, &all());
+        assert_eq!(
+            hub.out(0).map(|o| o.reason.as_str()),
+            Some("CONTACTOR_WELDED")
+        );
+        assert!(hub.out(1).is_none(), "segment 1 rejoined");
+    }
+
+    #[test]
+    fn a_new_leader_finding_a_lost_cabinet_waits_the_hold_from_its_start() {
+        let (mut hub, t0) = (Hub::new(), Instant::now());
+        let mut first = Steward::new(t0, HOLD, GRACE);
+        let t1 = t0 + GRACE;
+        let mut without_c = all();
+        without_c.remove(&cab("cab-c"));
+        hub.settle(&mut first, t1, &without_c);
+        assert!(hub.out(4).is_some());
+        // Leadership moves; cab-c is back and reports.
+        let t2 = t1 + HOLD * 3;
+        let mut second = Steward::new(t2, HOLD, GRACE);
+        let t3 = t2 + GRACE;
+        hub.settle(&mut second, t3, &all());
+        hub.report("cab-c", TieObservation::Open);
+        assert!(
+            hub.settle(&mut second, t3, &all()).is_empty(),
+            "holds from its own start"
+        );
+        hub.report("cab-c", TieObservation::Open);
+        let done = hub.settle(&mut second, t3 + HOLD, &all());
+        assert!(!done.is_empty());
+        assert!(hub.out(4).is_none() && hub.out(5).is_none());
+    }
+}
