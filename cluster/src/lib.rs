@@ -5,8 +5,10 @@
 //! - `record`: the state machine (pure); `storage`: it and the log in redb;
 //!   `network`: Raft RPCs over Zenoh; `service`: the member a node runs;
 //! - `steward`: what the leader commits on its own (lost cabinets, the plan) (pure);
+//! - `campaign`: when a member starts an election;
 //! - `lease`: whether a node may still count itself part of the hub (S7) (pure).
 
+pub mod campaign;
 pub mod lease;
 pub mod network;
 pub mod record;

@@ -21,7 +21,8 @@
 //! inside are openraft's types as JSON.
 
 use std::error::Error;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -262,20 +263,24 @@ impl RaftNetwork<TypeConfig> for Connection {
 }
 
 /// Answers Raft RPCs for node `node` (Raft id `id`) of hub `hub` until the session
-/// closes.
+/// closes; every append or snapshot a current leader sends touches `contact`.
 pub async fn serve(
     session: zenoh::Session,
     hub: String,
     node: String,
     id: NodeId,
     raft: Raft<TypeConfig>,
+    contact: LeaderContact,
 ) -> Result<(), zenoh::Error> {
     let queryable = session.declare_queryable(raft_key(&hub, &node)).await?;
     while let Ok(query) = queryable.recv_async().await {
-        let raft = raft.clone();
+        let (raft, contact) = (raft.clone(), contact.clone());
         tokio::spawn(async move {
             let payload = query.payload().map(|p| p.to_bytes().into_owned());
-            let reply = answer(&raft, id, payload.as_deref()).await;
+            let (reply, from_leader) = answer(&raft, id, payload.as_deref()).await;
+            if from_leader {
+                contact.touch();
+            }
             if let Err(error) = query
                 .reply(query.key_expr().clone(), reply.encode_to_vec())
                 .await
@@ -290,14 +295,47 @@ pub async fn serve(
 /// Counts Raft requests refused as unusable (garbage, another node's).
 pub const RAFT_REFUSED: &str = "ringhub_raft_refused_requests_total";
 
-/// The reply to one query.
-async fn answer(raft: &Raft<TypeConfig>, node: NodeId, payload: Option<&[u8]>) -> RaftReply {
+/// When this node last heard a current leader: the last append or snapshot it accepted.
+#[derive(Debug, Clone)]
+pub struct LeaderContact(Arc<Mutex<Instant>>);
+
+impl LeaderContact {
+    /// Contact as of `now` (a starting node gives the leader a full timeout to appear).
+    pub fn new(now: Instant) -> Self {
+        Self(Arc::new(Mutex::new(now)))
+    }
+
+    /// A current leader was heard now.
+    pub fn touch(&self) {
+        self.touch_at(Instant::now());
+    }
+
+    /// A current leader was heard at `at` (or the node treats it so).
+    pub fn touch_at(&self, at: Instant) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    /// When a current leader was last heard.
+    pub fn last(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The reply to one query, and whether it was a current leader's append or snapshot.
+async fn answer(
+    raft: &Raft<TypeConfig>,
+    node: NodeId,
+    payload: Option<&[u8]>,
+) -> (RaftReply, bool) {
     let refused = |why: String| {
         tracing::warn!(node, %why, "Raft request refused");
         metrics::counter!(RAFT_REFUSED).increment(1);
-        RaftReply {
-            result: Some(raft_reply::Result::Refused(why)),
-        }
+        (
+            RaftReply {
+                result: Some(raft_reply::Result::Refused(why)),
+            },
+            false,
+        )
     };
     let request = match RaftRequest::decode(payload.unwrap_or_default()) {
         Ok(request) => request,
@@ -311,20 +349,32 @@ async fn answer(raft: &Raft<TypeConfig>, node: NodeId, payload: Option<&[u8]>) -
     }
     match request.rpc {
         Some(raft_request::Rpc::AppendEntries(json)) => match serde_json::from_slice(&json) {
-            Ok(rpc) => reply(raft.append_entries(rpc).await),
+            Ok(rpc) => {
+                let result = raft.append_entries(rpc).await;
+                let current =
+                    matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_)));
+                (reply(result), current)
+            }
             Err(e) => refused(format!("undecodable AppendEntries: {e}")),
         },
         Some(raft_request::Rpc::Vote(json)) => match serde_json::from_slice(&json) {
-            Ok(rpc) => reply(raft.vote(rpc).await),
+            Ok(rpc) => (reply(raft.vote(rpc).await), false),
             Err(e) => refused(format!("undecodable Vote: {e}")),
         },
         Some(raft_request::Rpc::InstallSnapshot(json)) => match serde_json::from_slice(&json) {
-            Ok(rpc) => reply(raft.install_snapshot(rpc).await),
+            Ok(rpc) => {
+                let result = raft.install_snapshot(rpc).await;
+                let current = result.is_ok();
+                (reply(result), current)
+            }
             Err(e) => refused(format!("undecodable InstallSnapshot: {e}")),
         },
         Some(raft_request::Rpc::ClientWrite(json)) => {
             match serde_json::from_slice::<Request>(&json) {
-                Ok(request) => reply(raft.client_write(request).await.map(|r| r.data)),
+                Ok(request) => (
+                    reply(raft.client_write(request).await.map(|r| r.data)),
+                    false,
+                ),
                 Err(e) => refused(format!("undecodable client write: {e}")),
             }
         }

@@ -9,11 +9,12 @@
 //!   re-initialises, and identical memberships everywhere make the first start safe.
 //! - The node declares its liveliness token `ringhub/<hub>/node/<cabinet>/alive` for as
 //!   long as the cluster runs.
-//! - Timing: heartbeat 100 ms, election timeout 300–600 ms. openraft 0.9 lets a follower
-//!   that knew a leader wait out that leader's lease (the election maximum) before its
-//!   own timeout, so a lost leader is replaced in about 0.9–1.2 s, and about 1.2 s more
-//!   after a failed round; a shorter timeout than this trips elections on a loaded
-//!   2-core machine.
+//! - Timing: heartbeat 100 ms, election timeout 300–600 ms after the leader's 600 ms
+//!   lease, so a lost leader is replaced in about 0.9–1.2 s; a shorter timeout than this
+//!   trips elections on a loaded 2-core machine.
+//! - Members campaign through [`crate::campaign`]: after the leader's lease plus a
+//!   timeout drawn afresh each round, so that two survivors do not split the vote round
+//!   after round; a restarted or resumed member hears the leader before it may campaign.
 //! - It watches every node's liveliness token ([`Cluster::alive`]), and while it leads it
 //!   runs the [`Steward`]: lost cabinets out of service, the plan in force, returning
 //!   cabinets back in.
@@ -30,7 +31,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zenoh::sample::SampleKind;
 
-use crate::network::{WriteError, ZenohNetwork, serve};
+use crate::campaign::campaign_loop;
+use crate::network::{LeaderContact, WriteError, ZenohNetwork, serve};
 use crate::record::{ClientId, Outcome, Request, Topology};
 use crate::steward::Steward;
 use crate::storage::{self, OpenError, RecordReader};
@@ -102,13 +104,18 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Leader heartbeat period, ms.
+pub const HEARTBEAT_MS: u64 = 100;
+/// Election timeouts are drawn from this range, ms.
+pub const ELECTION_TIMEOUT_MS: std::ops::Range<u64> = 300..600;
+
 /// The Raft timing (see the module docs).
 fn raft_config(cluster_name: &str) -> Result<Config, ClusterError> {
     Config {
         cluster_name: cluster_name.to_owned(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MS.start,
+        election_timeout_max: ELECTION_TIMEOUT_MS.end,
         install_snapshot_timeout: 2_000,
         ..Config::default()
     }
@@ -135,9 +142,21 @@ impl Cluster {
             .map_err(|e| ClusterError::Raft(format!("storage task: {e}")))??;
         let record = sm.reader();
         let network = ZenohNetwork::new(session.clone(), config.hub.clone(), id);
-        let raft = Raft::new(id, Arc::new(raft_config(&config.hub)?), network, log, sm)
+        let raft_config = Config {
+            // Members campaign through `campaign` (a fresh timeout each round).
+            enable_elect: false,
+            ..raft_config(&config.hub)?
+        };
+        let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let contact = LeaderContact::new(Instant::now());
+        let campaigner = tokio::spawn(campaign_loop(
+            raft.clone(),
+            contact.clone(),
+            Duration::from_millis(ELECTION_TIMEOUT_MS.end),
+            ELECTION_TIMEOUT_MS,
+        ));
         let server = tokio::spawn({
             let (session, hub, me, raft) = (
                 session.clone(),
@@ -146,7 +165,7 @@ impl Cluster {
                 raft.clone(),
             );
             async move {
-                if let Err(error) = serve(session, hub, me, id, raft).await {
+                if let Err(error) = serve(session, hub, me, id, raft, contact).await {
                     tracing::error!(%error, "Raft RPC server stopped");
                 }
             }
@@ -198,7 +217,7 @@ impl Cluster {
             id,
             raft,
             record,
-            tasks: vec![server, watcher, steward],
+            tasks: vec![server, watcher, steward, campaigner],
             alive,
             _alive: token,
             session: session.clone(),

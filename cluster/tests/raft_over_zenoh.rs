@@ -25,8 +25,9 @@ const STEP: Duration = Duration::from_secs(20);
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("ringhub-raft-it-{}", std::process::id()));
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("ringhub-raft-it-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         Self(dir)
@@ -76,7 +77,23 @@ struct Node {
     session: zenoh::Session,
 }
 
+/// The Raft timing of these tests.
+fn raft_config() -> Config {
+    Config {
+        cluster_name: "ringhub-test".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        install_snapshot_timeout: 1000,
+        ..Config::default()
+    }
+}
+
 async fn start(id: NodeId, endpoints: &[String], dir: &TempDir) -> Node {
+    start_with(id, endpoints, dir, raft_config()).await
+}
+
+async fn start_with(id: NodeId, endpoints: &[String], dir: &TempDir, config: Config) -> Node {
     let listen = &endpoints[usize::try_from(id - 1).expect("small")];
     let others: Vec<String> = endpoints.iter().filter(|e| *e != listen).cloned().collect();
     let session = zenoh::open(zenoh_config(listen, &others))
@@ -86,14 +103,6 @@ async fn start(id: NodeId, endpoints: &[String], dir: &TempDir) -> Node {
     let (log, sm): (_, StateMachineStore) =
         storage::open(&dir.0.join(format!("node-{id}.redb")), topology).expect("storage");
     let record = sm.reader();
-    let config = Config {
-        cluster_name: "ringhub-test".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
-        install_snapshot_timeout: 1000,
-        ..Config::default()
-    };
     let config = Arc::new(config.validate().expect("a valid config"));
     let network = ZenohNetwork::new(session.clone(), "test", id);
     let raft = Raft::new(id, config, network, log, sm).await.expect("raft");
@@ -103,6 +112,7 @@ async fn start(id: NodeId, endpoints: &[String], dir: &TempDir) -> Node {
         name(id),
         id,
         raft.clone(),
+        ringhub_cluster::network::LeaderContact::new(std::time::Instant::now()),
     ));
     Node {
         id,
@@ -170,7 +180,7 @@ async fn replicated(nodes: &[&Node], index: u64, latches: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_replicate_and_survive_the_leader() {
     tokio::time::timeout(Duration::from_secs(120), async {
-        let dir = TempDir::new();
+        let dir = TempDir::new("elect");
         let endpoints: Vec<String> = (0..3)
             .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
             .collect();
@@ -274,4 +284,77 @@ async fn three_nodes_elect_replicate_and_survive_the_leader() {
     })
     .await
     .expect("the test finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_away_for_long_catches_up_from_a_snapshot() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = TempDir::new("snapshot");
+        let endpoints: Vec<String> = (0..3)
+            .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
+            .collect();
+        // Snapshot every 10 entries and keep no log behind it: what the away member
+        // missed is gone from every log by the time it returns.
+        let config = || Config {
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10),
+            max_in_snapshot_log_to_keep: 0,
+            purge_batch_size: 1,
+            ..raft_config()
+        };
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(start_with(id, &endpoints, &dir, config()).await);
+        }
+        let members: BTreeMap<NodeId, BasicNode> =
+            (1..=3).map(|id| (id, BasicNode::new(name(id)))).collect();
+        for node in &nodes {
+            let _ = node.raft.initialize(members.clone()).await;
+        }
+        let all: Vec<&Node> = nodes.iter().collect();
+        let first = leader(&all).await;
+        // A follower goes away.
+        let away_id = if first == 3 { 2 } else { 3 };
+        let index = nodes.iter().position(|n| n.id == away_id).expect("away");
+        let away = nodes.remove(index);
+        away.raft.shutdown().await.expect("shutdown");
+        away.session.close().await.expect("close");
+        drop(away);
+
+        let leader_node = nodes.iter().find(|n| n.id == first).expect("leader");
+        let mut last = 0;
+        for serial in 1..=40 {
+            let written = leader_node
+                .raft
+                .client_write(weld(serial, &format!("segment {} mc{serial}", serial % 6)))
+                .await
+                .expect("committed");
+            last = written.log_id.index;
+        }
+        leader_node
+            .raft
+            .wait(Some(STEP))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index > 10),
+                "the leader purged its log behind a snapshot",
+            )
+            .await
+            .expect("purged");
+
+        // It returns on its old storage and can only catch up from a snapshot.
+        let back = start_with(away_id, &endpoints, &dir, config()).await;
+        back.raft
+            .wait(Some(STEP))
+            .applied_index_at_least(Some(last), "caught up")
+            .await
+            .expect("the returning member catches up");
+        assert!(
+            back.raft.metrics().borrow().snapshot.is_some(),
+            "it installed a snapshot"
+        );
+        let latches = |node: &Node| node.record.read(|r| r.latches().clone());
+        assert_eq!(latches(&back), latches(leader_node));
+        assert_eq!(latches(&back).len(), 40);
+    })
+    .await
+    .expect("the test took longer than 120 s");
 }

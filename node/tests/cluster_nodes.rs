@@ -127,6 +127,26 @@ async fn three_nodes_elect_a_leader_and_replace_it_after_a_sigkill() {
             .expect("scrape");
         assert_eq!(leader_metrics.get("ringhub_raft_is_leader", &[]), Some(1.0));
 
+        // A follower's PLC goes silent: a latch in the record before the leader dies.
+        let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+        let follower = (first % 3) as u16;
+        let segment = follower * 2;
+        let scope_id = segment.to_string();
+        inject(&sim.world(), FaultKind::PlcSilence, segment, "").await;
+        let before = eventually("the PLC_SILENT latch in the record", STEP, async || {
+            let all = latches(&endpoints).await?;
+            let silent: Vec<Value> = all
+                .into_iter()
+                .filter(|l| l["code"] == "PLC_SILENT" && l["scope_id"] == scope_id.as_str())
+                .collect();
+            if silent.len() == 1 {
+                Ok(silent)
+            } else {
+                Err(format!("{silent:?}"))
+            }
+        })
+        .await;
+
         // SIGKILL: no shutdown path runs; the survivors must notice and elect anew.
         nodes[(first - 1) as usize].kill();
         let killed_at = std::time::Instant::now();
@@ -152,6 +172,19 @@ async fn three_nodes_elect_a_leader_and_replace_it_after_a_sigkill() {
              (seen through 50 ms metric polls)",
             killed_at.elapsed().as_millis()
         );
+        // The record is intact under the new leader: the latch is there, as it was.
+        let survivors: Vec<String> = endpoints
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i as u64 != first - 1)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let after = latches(&survivors).await.expect("faults after the kill");
+        let same: Vec<&Value> = after
+            .iter()
+            .filter(|l| l["id"] == before[0]["id"])
+            .collect();
+        assert_eq!(same, [&before[0]], "the latch as it was: {after:?}");
     })
     .await;
 }
