@@ -185,7 +185,7 @@ impl Cluster {
         let watcher = tokio::spawn(watch_alive(
             session.clone(),
             subscriber,
-            format!("ringhub/{}/node/", config.hub),
+            config.hub.clone(),
             alive_tx,
         ));
         let steward = tokio::spawn(steward_loop(
@@ -287,14 +287,11 @@ async fn watch_alive(
     subscriber: zenoh::pubsub::Subscriber<
         zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>,
     >,
-    prefix: String,
+    hub: String,
     alive: watch::Sender<BTreeSet<CabinetId>>,
 ) {
-    let name_of = |key: &str| {
-        key.strip_prefix(&prefix)
-            .and_then(|k| k.strip_suffix("/alive"))
-            .and_then(|n| CabinetId::new(n).ok())
-    };
+    let prefix = alive_prefix(&hub);
+    let name_of = |key: &str| cabinet_of_token(&prefix, key);
     let mut resync = tokio::time::interval(ALIVE_RESYNC);
     loop {
         tokio::select! {
@@ -309,20 +306,9 @@ async fn watch_alive(
                 });
             }
             _ = resync.tick() => {
-                let Ok(replies) = session
-                    .liveliness()
-                    .get(format!("{prefix}*/alive"))
-                    .timeout(ALIVE_RESYNC / 2)
-                    .await
-                else {
+                let Some(seen) = alive_now(&session, &hub, ALIVE_RESYNC / 2).await else {
                     continue;
                 };
-                let mut seen = BTreeSet::new();
-                while let Ok(reply) = replies.recv_async().await {
-                    if let Some(name) = reply.result().ok().and_then(|s| name_of(s.key_expr().as_str())) {
-                        seen.insert(name);
-                    }
-                }
                 alive.send_if_modified(|alive| {
                     let changed = *alive != seen;
                     if changed {
@@ -334,6 +320,45 @@ async fn watch_alive(
             }
         }
     }
+}
+
+/// The key prefix of the liveliness tokens of `hub`'s nodes.
+fn alive_prefix(hub: &str) -> String {
+    format!("ringhub/{hub}/node/")
+}
+
+/// The cabinet whose token `key` is, under `prefix`.
+fn cabinet_of_token(prefix: &str, key: &str) -> Option<CabinetId> {
+    key.strip_prefix(prefix)
+        .and_then(|k| k.strip_suffix("/alive"))
+        .and_then(|n| CabinetId::new(n).ok())
+}
+
+/// The cabinets of `hub` whose liveliness token `session` finds now, waiting at most
+/// `wait`; `None` when the query could not be made.
+pub async fn alive_now(
+    session: &zenoh::Session,
+    hub: &str,
+    wait: Duration,
+) -> Option<BTreeSet<CabinetId>> {
+    let prefix = alive_prefix(hub);
+    let replies = session
+        .liveliness()
+        .get(format!("{prefix}*/alive"))
+        .timeout(wait)
+        .await
+        .ok()?;
+    let mut alive = BTreeSet::new();
+    while let Ok(reply) = replies.recv_async().await {
+        if let Some(name) = reply
+            .result()
+            .ok()
+            .and_then(|s| cabinet_of_token(&prefix, s.key_expr().as_str()))
+        {
+            alive.insert(name);
+        }
+    }
+    Some(alive)
 }
 
 /// How long a new leader waits for the liveliness tokens before it marks anyone lost.

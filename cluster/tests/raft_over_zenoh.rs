@@ -122,6 +122,16 @@ async fn start_with(id: NodeId, endpoints: &[String], dir: &TempDir, config: Con
     }
 }
 
+/// Initialises every node with the same three members: one wins, the others are told it
+/// is done already (NotAllowed), which is fine.
+async fn initialize(nodes: &[Node]) {
+    let members: BTreeMap<NodeId, BasicNode> =
+        (1..=3).map(|id| (id, BasicNode::new(name(id)))).collect();
+    for node in nodes {
+        let _ = node.raft.initialize(members.clone()).await;
+    }
+}
+
 /// Waits until `nodes` agree on a leader among them; returns its id.
 async fn leader(nodes: &[&Node]) -> NodeId {
     let deadline = tokio::time::Instant::now() + STEP;
@@ -188,13 +198,7 @@ async fn three_nodes_elect_replicate_and_survive_the_leader() {
         for id in 1..=3 {
             nodes.push(start(id, &endpoints, &dir).await);
         }
-        let members: BTreeMap<NodeId, BasicNode> =
-            (1..=3).map(|id| (id, BasicNode::new(name(id)))).collect();
-        // Every node initialises with the same members: one wins, the others are told
-        // it is done already (NotAllowed), which is fine.
-        for node in &nodes {
-            let _ = node.raft.initialize(members.clone()).await;
-        }
+        initialize(&nodes).await;
         let all: Vec<&Node> = nodes.iter().collect();
         let first = leader(&all).await;
         let leader_node = nodes.iter().find(|n| n.id == first).expect("leader");
@@ -305,11 +309,7 @@ async fn a_member_away_for_long_catches_up_from_a_snapshot() {
         for id in 1..=3 {
             nodes.push(start_with(id, &endpoints, &dir, config()).await);
         }
-        let members: BTreeMap<NodeId, BasicNode> =
-            (1..=3).map(|id| (id, BasicNode::new(name(id)))).collect();
-        for node in &nodes {
-            let _ = node.raft.initialize(members.clone()).await;
-        }
+        initialize(&nodes).await;
         let all: Vec<&Node> = nodes.iter().collect();
         let first = leader(&all).await;
         // A follower goes away.

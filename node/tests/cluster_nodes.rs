@@ -189,6 +189,18 @@ async fn three_nodes_elect_a_leader_and_replace_it_after_a_sigkill() {
     .await;
 }
 
+/// Waits until `node`'s metrics count `active` ISOLATION_FAULTs on segment 2 (gun 2).
+async fn isolation_fault_on_gun_2(node: &NodeProcess, active: f64, what: &str) {
+    eventually(what, STEP, async || {
+        let metrics = scrape(node.metrics).await?;
+        match metrics.fault(2, "ISOLATION_FAULT") {
+            n if n == active => Ok(()),
+            other => Err(format!("ISOLATION_FAULT on segment 2: {other}")),
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
     bounded(async {
@@ -260,14 +272,7 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
         );
 
         // The restarted cab-b holds it: gun 2 stays faulted though the EV side is fine.
-        eventually("cab-b to hold the latch again", STEP, async || {
-            let metrics = scrape(nodes[1].metrics).await?;
-            match metrics.fault(2, "ISOLATION_FAULT") {
-                1.0 => Ok(()),
-                other => Err(format!("ISOLATION_FAULT on segment 2: {other}")),
-            }
-        })
-        .await;
+        isolation_fault_on_gun_2(&nodes[1], 1.0, "cab-b to hold the latch again").await;
 
         // A clear without a reason is refused; with one it is committed and cab-b follows.
         let id = latch["id"].as_u64().expect("latch id").to_string();
@@ -293,14 +298,7 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
         .await
         .expect("cleared");
         assert!(cleared.contains("cleared by ops"), "{cleared}");
-        eventually("cab-b to let the fault go", STEP, async || {
-            let metrics = scrape(nodes[1].metrics).await?;
-            match metrics.fault(2, "ISOLATION_FAULT") {
-                0.0 => Ok(()),
-                other => Err(format!("ISOLATION_FAULT on segment 2: {other}")),
-            }
-        })
-        .await;
+        isolation_fault_on_gun_2(&nodes[1], 0.0, "cab-b to let the fault go").await;
         let after = latches(&endpoints).await.expect("faults");
         let history: Vec<&Value> = after
             .iter()

@@ -157,6 +157,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
+    /// Not fsynced: the next durable write (an append, a vote) carries it to disk. Lost
+    /// in a crash, it only means a restart re-applies less of the log and learns the
+    /// rest of the commit index from the leader.
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
+        let value = encode(&committed).map_err(|e| StorageIOError::write_logs(&e))?;
+        let db = self.db.clone();
+        blocking(move || -> std::io::Result<()> {
+            let mut txn = db.begin_write().map_err(std::io::Error::other)?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(std::io::Error::other)?;
+            {
+                let mut table = txn.open_table(META).map_err(std::io::Error::other)?;
+                table
+                    .insert("committed", value.as_slice())
+                    .map_err(std::io::Error::other)?;
+            }
+            txn.commit().map_err(std::io::Error::other)
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>> {
+        let committed: Option<Option<LogId<NodeId>>> = self
+            .meta("committed")
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        Ok(committed.flatten())
+    }
+
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,

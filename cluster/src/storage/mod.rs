@@ -1,18 +1,18 @@
 //! The Raft storage of a node in its redb file (issue 7, "Storage"): the log with its
-//! vote, committed index and purge point ([`LogStore`]), and the hub record with the
-//! last applied entry, the membership and the current snapshot ([`StateMachineStore`]).
+//! vote, committed index and purge point ([`LogStore`]), and the hub record's current
+//! snapshot ([`StateMachineStore`]; the record itself lives in memory and is rebuilt at
+//! start from the snapshot and the committed log).
 //!
 //! ```text
 //!   table "raft_log"    index (u64) -> entry           (JSON of openraft's Entry)
 //!   table "raft_meta"   "vote" | "committed" | "last_purged" -> JSON
-//!   table "raft_sm"     "applied" -> {last_applied, membership, record}  (one value, so
-//!                       the record and what it has applied never disagree)
-//!                       "snapshot" -> {meta, data}
+//!   table "raft_sm"     "snapshot" -> {meta, data}     (data: the record's JSON)
 //! ```
 //!
 //! Durability: every write is one redb transaction committed with `Durability::Immediate`
 //! (fsync before commit returns): an append is reported flushed only after that, and a
-//! vote is durable before `save_vote` returns, as openraft requires. openraft 0.9 awaits
+//! vote is durable before `save_vote` returns, as openraft requires; the committed index
+//! alone is written without fsync (a stale one only means less to re-apply at start). openraft 0.9 awaits
 //! each append's flush before the next, so there is no batch to group; one fsync per
 //! append is the cost of S6. The blocking work runs in `spawn_blocking`, never holding a
 //! redb transaction across an `.await`.

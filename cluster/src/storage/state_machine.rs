@@ -1,4 +1,7 @@
-//! The hub record as openraft's state machine, kept in redb with what it has applied.
+//! The hub record as openraft's state machine. It lives in memory; only its snapshots are
+//! stored. At start it is the current snapshot's (or a new record), and openraft
+//! re-applies the committed log after it (`LogStore::read_committed`), so an apply costs
+//! no disk write and does not grow with the record.
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
@@ -15,13 +18,13 @@ use super::blocking;
 use crate::record::{HubRecord, Outcome, RecordState, Topology};
 use crate::types::{NodeId, TypeConfig};
 
-/// `raft_sm`: `applied` → [`Applied`], `snapshot` → [`StoredSnapshot`].
+/// `raft_sm`: `snapshot` → [`StoredSnapshot`].
 const SM: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_sm");
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 
-/// The record and how far it has applied the log, stored as one value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The record and how far it has applied the log, taken together for a snapshot.
+#[derive(Debug, Clone)]
 struct Applied {
     /// The last entry applied.
     last_applied: Option<LogId<NodeId>>,
@@ -29,14 +32,6 @@ struct Applied {
     membership: StoredMembership<NodeId, BasicNode>,
     /// The record.
     record: RecordState,
-}
-
-/// [`Applied`] borrowed, to encode without copying the record; the same JSON.
-#[derive(Serialize)]
-struct AppliedRef<'a> {
-    last_applied: &'a Option<LogId<NodeId>>,
-    membership: &'a StoredMembership<NodeId, BasicNode>,
-    record: &'a RecordState,
 }
 
 /// The current snapshot.
@@ -88,21 +83,23 @@ impl StateMachineStore {
         db: Arc<Database>,
         topology: Topology,
     ) -> std::result::Result<Self, (String, String)> {
-        let stored: Option<Applied> = read_value(&db, "applied")?;
+        let stored: Option<StoredSnapshot> = read_value(&db, "snapshot")?;
         let inner = match stored {
-            Some(applied) => Inner {
-                record: HubRecord::restore(topology.clone(), applied.record),
-                last_applied: applied.last_applied,
-                membership: applied.membership,
-            },
+            Some(snapshot) => {
+                let state: RecordState = serde_json::from_slice(&snapshot.data)
+                    .map_err(|e| ("raft_sm snapshot data".to_owned(), e.to_string()))?;
+                Inner {
+                    record: HubRecord::restore(topology.clone(), state),
+                    last_applied: snapshot.meta.last_log_id,
+                    membership: snapshot.meta.last_membership,
+                }
+            }
             None => Inner {
                 record: HubRecord::new(topology.clone()),
                 last_applied: None,
                 membership: StoredMembership::default(),
             },
         };
-        // The snapshot decodes too, so that garbage is found at start.
-        let _: Option<StoredSnapshot> = read_value(&db, "snapshot")?;
         Ok(Self {
             db,
             topology,
@@ -120,45 +117,6 @@ impl StateMachineStore {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores the record as it is now (and `snapshot`, if given) in one durable
-    /// transaction.
-    async fn store(&self, snapshot: Option<StoredSnapshot>) -> std::io::Result<()> {
-        let applied = self.encode_applied()?;
-        let snapshot = snapshot
-            .map(|s| serde_json::to_vec(&s))
-            .transpose()
-            .map_err(std::io::Error::other)?;
-        let db = self.db.clone();
-        blocking(move || -> std::io::Result<()> {
-            let txn = db.begin_write().map_err(std::io::Error::other)?;
-            {
-                let mut table = txn.open_table(SM).map_err(std::io::Error::other)?;
-                table
-                    .insert("applied", applied.as_slice())
-                    .map_err(std::io::Error::other)?;
-                if let Some(snapshot) = &snapshot {
-                    table
-                        .insert("snapshot", snapshot.as_slice())
-                        .map_err(std::io::Error::other)?;
-                }
-            }
-            txn.commit().map_err(std::io::Error::other)
-        })
-        .await?
-    }
-
-    /// The JSON of [`Applied`] as it is now, encoded under the lock instead of from a
-    /// copy of the record: this runs for every applied batch.
-    fn encode_applied(&self) -> std::io::Result<Vec<u8>> {
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        serde_json::to_vec(&AppliedRef {
-            last_applied: &inner.last_applied,
-            membership: &inner.membership,
-            record: inner.record.snapshot(),
-        })
-        .map_err(std::io::Error::other)
-    }
-
     /// A copy of what is applied, for a snapshot built while applying goes on.
     fn applied(&self) -> Applied {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -168,6 +126,21 @@ impl StateMachineStore {
             record: inner.record.snapshot().clone(),
         }
     }
+}
+
+/// Stores `snapshot` durably as the current one: what the state machine starts from.
+async fn store_snapshot(db: &Arc<Database>, snapshot: &StoredSnapshot) -> std::io::Result<()> {
+    let value = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
+    let db = db.clone();
+    blocking(move || -> std::io::Result<()> {
+        let txn = db.begin_write().map_err(std::io::Error::other)?;
+        txn.open_table(SM)
+            .map_err(std::io::Error::other)?
+            .insert("snapshot", value.as_slice())
+            .map_err(std::io::Error::other)?;
+        txn.commit().map_err(std::io::Error::other)
+    })
+    .await?
 }
 
 /// A decoded `raft_sm` value; `Err((what, why))` when it does not decode.
@@ -221,9 +194,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             outcomes
         };
-        self.store(None)
-            .await
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         Ok(outcomes)
     }
 
@@ -258,7 +228,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.store(Some(stored))
+        store_snapshot(&self.db, &stored)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
     }
@@ -305,20 +275,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta: meta.clone(),
             data: data.clone(),
         };
-        let db = self.db.clone();
-        let value =
-            serde_json::to_vec(&stored).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        blocking(move || -> std::io::Result<()> {
-            let txn = db.begin_write().map_err(std::io::Error::other)?;
-            txn.open_table(SM)
-                .map_err(std::io::Error::other)?
-                .insert("snapshot", value.as_slice())
-                .map_err(std::io::Error::other)?;
-            txn.commit().map_err(std::io::Error::other)
-        })
-        .await
-        .and_then(|r| r)
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        store_snapshot(&self.db, &stored)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

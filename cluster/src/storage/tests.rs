@@ -1,12 +1,14 @@
 //! The storage against openraft's own conformance suite, then what the suite does not
-//! cover: surviving a reopen, and refusing a corrupt value.
+//! cover: surviving a reopen (the log, the vote, the committed index and the snapshot;
+//! the record is rebuilt from them as openraft does at start), and refusing a corrupt
+//! value.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite, blank_ent};
-use openraft::{EntryPayload, RaftLogReader, StorageError, Vote};
+use openraft::{EntryPayload, RaftLogReader, RaftSnapshotBuilder, StorageError, Vote};
 use ringhub_proto::config::HubConfig;
 
 use super::*;
@@ -75,34 +77,51 @@ fn latch_request(serial: u64) -> Request {
 }
 
 #[tokio::test]
-async fn the_log_vote_and_record_survive_a_reopen() {
+async fn the_log_vote_committed_index_and_snapshot_survive_a_reopen() {
     let dir = TempDir::new("reopen");
+    let mut entries = vec![blank_ent::<TypeConfig>(1, 1, 1)];
+    for i in 2..=5 {
+        let mut entry = blank_ent::<TypeConfig>(1, 1, i);
+        entry.payload = EntryPayload::Normal(latch_request(i));
+        entries.push(entry);
+    }
     {
         let (mut log, mut sm) = open(&dir.file(), ring()).expect("open");
         log.save_vote(&Vote::new(3, 1)).await.expect("vote");
-        let mut entries = vec![blank_ent::<TypeConfig>(1, 1, 1)];
-        for i in 2..=3 {
-            let mut entry = blank_ent::<TypeConfig>(1, 1, i);
-            entry.payload = EntryPayload::Normal(latch_request(i));
-            entries.push(entry);
-        }
         log.blocking_append(entries.clone())
             .await
             .expect("append, flushed");
-        let outcomes = sm.apply(entries).await.expect("apply");
+        let outcomes = sm.apply(entries[..3].to_vec()).await.expect("apply");
         assert_eq!(outcomes.len(), 3);
         assert!(outcomes[0].is_none(), "a blank entry answers nothing");
         assert!(outcomes[1].is_some());
+        // A snapshot at index 3, then two more entries applied and committed.
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        sm.apply(entries[3..].to_vec()).await.expect("apply");
+        log.save_committed(Some(entries[4].log_id))
+            .await
+            .expect("committed");
+        // A durable write after it, as an append or a vote would be.
+        log.save_vote(&Vote::new(3, 1)).await.expect("vote");
     }
     let (mut log, mut sm) = open(&dir.file(), ring()).expect("reopen");
     assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(3, 1)));
     let state = log.get_log_state().await.expect("state");
-    assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
-    let entries = log.try_get_log_entries(2..=3).await.expect("entries");
-    assert_eq!(entries.len(), 2);
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(5));
+    // The record starts from the snapshot...
     let (applied, _) = sm.applied_state().await.expect("applied");
     assert_eq!(applied.map(|l| l.index), Some(3));
     assert_eq!(sm.reader().read(|r| r.latches().len()), 2);
+    // ...and openraft re-applies the committed log after it.
+    let committed = log.read_committed().await.expect("committed");
+    assert_eq!(committed.map(|l| l.index), Some(5));
+    let rest = log.try_get_log_entries(4..=5).await.expect("entries");
+    sm.apply(rest).await.expect("re-apply");
+    assert_eq!(sm.reader().read(|r| r.latches().len()), 4);
 }
 
 #[test]
@@ -114,13 +133,13 @@ fn a_corrupt_record_is_refused_naming_it() {
         let txn = db.begin_write().expect("write");
         txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("raft_sm"))
             .expect("table")
-            .insert("applied", b"{not json".as_slice())
+            .insert("snapshot", b"{not json".as_slice())
             .expect("insert");
         txn.commit().expect("commit");
     }
     let error = open(&dir.file(), ring()).expect_err("corrupt");
     let message = error.to_string();
-    assert!(message.contains("raft_sm applied"), "{message}");
+    assert!(message.contains("raft_sm snapshot"), "{message}");
     assert!(
         message.contains(&dir.file().display().to_string()),
         "{message}"

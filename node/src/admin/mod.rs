@@ -20,7 +20,7 @@ use ringhub_cluster::network::WriteError;
 use ringhub_cluster::record::{
     ClearError, Clearer, ClientId, Command, LatchId, LatchStatus, Outcome, Rejection, Request,
 };
-use ringhub_cluster::service::Cluster;
+use ringhub_cluster::service::{Cluster, alive_now};
 use ringhub_proto::config::HubConfig;
 use ringhub_proto::v1::{self, admin_reply, admin_request};
 use tokio::sync::Mutex;
@@ -206,30 +206,13 @@ impl Server {
 
     /// The nodes whose liveliness token this node sees.
     async fn alive_nodes(&self) -> Vec<String> {
-        let hub = &self.config.hub.id;
-        let prefix = format!("ringhub/{hub}/node/");
-        let Ok(replies) = self
-            .session
-            .liveliness()
-            .get(format!("{prefix}*/alive"))
-            .timeout(LIVELINESS_WAIT)
+        let hub = self.config.hub.id.to_string();
+        alive_now(&self.session, &hub, LIVELINESS_WAIT)
             .await
-        else {
-            return Vec::new();
-        };
-        let mut alive = Vec::new();
-        while let Ok(reply) = replies.recv_async().await {
-            if let Ok(sample) = reply.result() {
-                let key = sample.key_expr().as_str();
-                if let Some(name) = key
-                    .strip_prefix(&prefix)
-                    .and_then(|k| k.strip_suffix("/alive"))
-                {
-                    alive.push(name.to_owned());
-                }
-            }
-        }
-        alive
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn faults(&self, filter: &v1::ListFaultsRequest) -> admin_reply::Outcome {

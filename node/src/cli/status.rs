@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use prost::Message;
+use ringhub_cluster::service::alive_now;
 use ringhub_proto::config::HubConfig;
 use ringhub_proto::v1::{self, admin_reply, admin_request};
 use serde::Serialize;
@@ -192,31 +193,15 @@ async fn query(
 
 /// The nodes whose liveliness token is seen.
 async fn alive_nodes(session: &zenoh::Session, hub: &str, deadline: Instant) -> Vec<String> {
-    let prefix = format!("ringhub/{hub}/node/");
     let wait = deadline
         .saturating_duration_since(Instant::now())
         .min(Duration::from_millis(300));
-    let Ok(replies) = session
-        .liveliness()
-        .get(format!("{prefix}*/alive"))
-        .timeout(wait)
+    alive_now(session, hub, wait)
         .await
-    else {
-        return Vec::new();
-    };
-    let mut alive = Vec::new();
-    while let Ok(reply) = replies.recv_async().await {
-        if let Ok(sample) = reply.result()
-            && let Some(name) = sample
-                .key_expr()
-                .as_str()
-                .strip_prefix(&prefix)
-                .and_then(|k| k.strip_suffix("/alive"))
-        {
-            alive.push(name.to_owned());
-        }
-    }
-    alive
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// The status as `--json` prints it.

@@ -445,8 +445,8 @@ impl Dispenser {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.cp.handle_timeout(now);
         self.check_unlocks(now);
-        if self.aligned_at.is_some_and(|at| at <= now) {
-            self.send_aligned(now);
+        if let Some(due) = self.aligned_at.filter(|&at| at <= now) {
+            self.send_aligned(due, now);
             // Past the boundary now: the next one is a whole period on.
             self.schedule_aligned(now + Duration::from_millis(1));
         }
@@ -486,10 +486,11 @@ impl Dispenser {
         }
     }
 
-    /// Sends every gun's clock-aligned reading (§9.1 ClockAlignedDataInterval).
-    fn send_aligned(&mut self, now: Instant) {
+    /// Sends every gun's clock-aligned reading (§9.1 ClockAlignedDataInterval), stamped
+    /// with the boundary it was due at, however late the timer fired.
+    fn send_aligned(&mut self, due: Instant, now: Instant) {
         let wanted = self.measurands(METER_VALUES_ALIGNED_DATA);
-        let timestamp = self.timestamp(now);
+        let timestamp = self.timestamp(due);
         let guns = self.guns.clone();
         for (gun, connector) in guns {
             let value = self.reading(gun).and_then(|r| {

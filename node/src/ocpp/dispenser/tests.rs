@@ -551,6 +551,22 @@ fn clock_aligned_readings_fall_on_whole_intervals_of_the_wall_clock() {
         d.poll_timeout(t0 + s(10)).map(|at| at > t0 + s(10)),
         Some(true)
     );
+    // A timer that fires late (a loaded machine) still stamps the boundary it was due at.
+    let late = t0 + s(20) + Duration::from_millis(300);
+    d.handle_timeout(late);
+    let frames = settle(&mut d, late);
+    let stamps: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f[2] == "MeterValues")
+        .map(|f| &f[3]["meterValue"][0]["timestamp"])
+        .collect();
+    assert_eq!(
+        stamps,
+        [
+            &json!("2024-05-01T12:00:20.000Z"),
+            &json!("2024-05-01T12:00:20.000Z")
+        ]
+    );
 }
 
 #[test]
