@@ -20,6 +20,7 @@
 //! Envelopes are protobuf (`ringhub.v1.RaftRequest` / `RaftReply`); the Raft messages
 //! inside are openraft's types as JSON.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -295,6 +296,45 @@ pub async fn serve(
 /// Counts Raft requests refused as unusable (garbage, another node's).
 pub const RAFT_REFUSED: &str = "ringhub_raft_refused_requests_total";
 
+/// The memberships that the nodes of `hub` answering within `wait` are in (Raft id →
+/// cabinet name; empty for a node in none).
+pub async fn probe_memberships(
+    session: &zenoh::Session,
+    hub: &str,
+    wait: Duration,
+) -> Vec<BTreeMap<NodeId, String>> {
+    let request = RaftRequest {
+        from_node: 0,
+        to_node: 0,
+        rpc: Some(raft_request::Rpc::Membership(Vec::new())),
+    };
+    let key = raft_key(hub, "*");
+    let Ok(replies) = session
+        .get(&key)
+        .target(zenoh::query::QueryTarget::All)
+        .payload(request.encode_to_vec())
+        .timeout(wait)
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut memberships = Vec::new();
+    while let Ok(reply) = replies.recv_async().await {
+        let Ok(sample) = reply.into_result() else {
+            continue;
+        };
+        let bytes = sample.payload().to_bytes();
+        if let Ok(RaftReply {
+            result: Some(raft_reply::Result::Ok(json)),
+        }) = RaftReply::decode(bytes.as_ref())
+            && let Ok(members) = serde_json::from_slice(&json)
+        {
+            memberships.push(members);
+        }
+    }
+    memberships
+}
+
 /// When this node last heard a current leader: the last append or snapshot it accepted.
 #[derive(Debug, Clone)]
 pub struct LeaderContact(Arc<Mutex<Instant>>);
@@ -341,6 +381,17 @@ async fn answer(
         Ok(request) => request,
         Err(e) => return refused(format!("undecodable request: {e}")),
     };
+    if let Some(raft_request::Rpc::Membership(_)) = request.rpc {
+        let members: BTreeMap<NodeId, String> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        return (reply(Ok::<_, String>(members)), false);
+    }
     if request.to_node != node {
         return refused(format!(
             "request for node {} reached node {node}",
@@ -378,6 +429,8 @@ async fn answer(
                 Err(e) => refused(format!("undecodable client write: {e}")),
             }
         }
+        // Answered above, before the addressee is checked.
+        Some(raft_request::Rpc::Membership(_)) => refused("membership probe".into()),
         None => refused("no RPC in the request".into()),
     }
 }

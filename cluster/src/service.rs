@@ -4,9 +4,16 @@
 //! - The voters are the hub config's cabinets, in config order: cabinet `i` is Raft node
 //!   `i + 1`, and its name is what the membership carries, so that RPCs go to
 //!   `ringhub/<hub>/raft/<cabinet>`.
-//! - Every node initialises the cluster with that membership at every start: openraft
-//!   takes it only on a node that has never voted or logged anything, so a restart never
-//!   re-initialises, and identical memberships everywhere make the first start safe.
+//! - A node starting for the first time first asks the hub's members for the cluster they
+//!   are in: when one runs, the node waits to be added (a cabinet added to the config);
+//!   else it initialises the cluster with the config's cabinets, as every other new node
+//!   does, and identical memberships everywhere make the first start safe. openraft takes
+//!   the initialisation only on a node that has never voted or logged anything, so a
+//!   restart never re-initialises.
+//! - Cabinets added at the end of the hub config: the leader puts the grown ring into the
+//!   log (the steward) and adds each new cabinet as a learner, then, once it has caught
+//!   up, as a voter. Raft ids follow the config's order, so a config whose order changed
+//!   is refused at start.
 //! - The node declares its liveliness token `ringhub/<hub>/node/<cabinet>/alive` for as
 //!   long as the cluster runs.
 //! - Timing: heartbeat 100 ms, election timeout 300–600 ms after the leader's 600 ms
@@ -32,7 +39,7 @@ use tokio::task::JoinHandle;
 use zenoh::sample::SampleKind;
 
 use crate::campaign::campaign_loop;
-use crate::network::{LeaderContact, WriteError, ZenohNetwork, serve};
+use crate::network::{LeaderContact, WriteError, ZenohNetwork, probe_memberships, serve};
 use crate::record::{ClientId, Outcome, Request, Topology};
 use crate::steward::Steward;
 use crate::storage::{self, OpenError, RecordReader};
@@ -71,6 +78,19 @@ pub enum ClusterError {
     /// Zenoh refused a declaration.
     #[error("zenoh: {0}")]
     Zenoh(String),
+    /// The running cluster knows this node's Raft id under another cabinet: the hub
+    /// config's cabinet order changed.
+    #[error(
+        "the running cluster has Raft node {id} as {found:?}, but this config makes {me:?} node {id}: keep the cabinets' order in the hub config and add new ones at the end"
+    )]
+    IdTaken {
+        /// The Raft id.
+        id: NodeId,
+        /// The cabinet the cluster has under it.
+        found: String,
+        /// This node's cabinet.
+        me: String,
+    },
 }
 
 /// The running member.
@@ -136,11 +156,15 @@ impl Cluster {
             .ok_or_else(|| ClusterError::NotAMember(config.me.clone()))?;
         let id = NodeId::try_from(index).map_or(NodeId::MAX, |i| i + 1);
         let path = config.data_dir.join("raft.redb");
-        let topology = config.topology.clone();
-        let (log, sm) = tokio::task::spawn_blocking(move || storage::open(&path, topology))
+        let (log, sm) = tokio::task::spawn_blocking(move || storage::open(&path))
             .await
             .map_err(|e| ClusterError::Raft(format!("storage task: {e}")))??;
         let record = sm.reader();
+        let mut log = log;
+        let voted = openraft::storage::RaftLogStorage::read_vote(&mut log)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?
+            .is_some();
         let network = ZenohNetwork::new(session.clone(), config.hub.clone(), id);
         let raft_config = Config {
             // Members campaign through `campaign` (a fresh timeout each round).
@@ -192,8 +216,7 @@ impl Cluster {
             raft.clone(),
             record.clone(),
             alive.clone(),
-            config.me.clone(),
-            config.hold,
+            config.clone(),
         ));
         let members: BTreeMap<NodeId, BasicNode> = config
             .cabinets
@@ -206,13 +229,7 @@ impl Cluster {
                 )
             })
             .collect();
-        match raft.initialize(members).await {
-            Ok(()) => tracing::info!(id, "cluster initialised from the hub config"),
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
-                tracing::info!(id, "cluster already initialised: joining it");
-            }
-            Err(error) => tracing::warn!(id, %error, "cluster initialisation refused"),
-        }
+        join_or_initialize(&raft, session, &config, id, members, !voted).await?;
         Ok(Self {
             id,
             raft,
@@ -361,6 +378,103 @@ pub async fn alive_now(
     Some(alive)
 }
 
+/// How long a node starting for the first time looks for a running cluster.
+const JOIN_PROBE: Duration = Duration::from_millis(1_500);
+
+/// Initialises the cluster with the config's cabinets, unless this node has a log already
+/// (openraft would refuse: it is a restart) or a running cluster answers the membership
+/// probe (a cabinet added to the hub: its leader adds this node, see [`grow_membership`]).
+async fn join_or_initialize(
+    raft: &Raft<TypeConfig>,
+    session: &zenoh::Session,
+    config: &ClusterConfig,
+    id: NodeId,
+    members: BTreeMap<NodeId, BasicNode>,
+    fresh: bool,
+) -> Result<(), ClusterError> {
+    if fresh {
+        let running = probe_memberships(session, &config.hub, JOIN_PROBE)
+            .await
+            .into_iter()
+            .find(|m| !m.is_empty());
+        if let Some(running) = running {
+            if let Some(found) = running.get(&id).filter(|name| **name != config.me) {
+                return Err(ClusterError::IdTaken {
+                    id,
+                    found: found.clone(),
+                    me: config.me.clone(),
+                });
+            }
+            tracing::info!(id, members = ?running, "a cluster runs: joining it, its leader adds this node");
+            return Ok(());
+        }
+    }
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!(id, "cluster initialised from the hub config"),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+            tracing::info!(id, "cluster already initialised: joining it");
+        }
+        Err(error) => tracing::warn!(id, %error, "cluster initialisation refused"),
+    }
+    Ok(())
+}
+
+/// How far behind the leader's log a learner may be to become a voter.
+const CAUGHT_UP: u64 = 10;
+/// The wait after a membership change failed (one in progress, no quorum).
+const MEMBERSHIP_RETRY: Duration = Duration::from_millis(200);
+
+/// Makes the cabinets of the ring in force that are not voters yet members: a learner
+/// first, then, once it has caught up with the log, a voter. One step per call; true
+/// when it took one.
+async fn grow_membership(
+    raft: &Raft<TypeConfig>,
+    record: &RecordReader,
+    config: &ClusterConfig,
+) -> bool {
+    let metrics = raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+    let cabinets: BTreeSet<String> = record.read(|r| {
+        r.topology()
+            .segments
+            .iter()
+            .map(|s| s.cabinet.to_string())
+            .collect()
+    });
+    for (index, name) in config.cabinets.iter().enumerate() {
+        let id = NodeId::try_from(index).map_or(NodeId::MAX, |i| i + 1);
+        if !cabinets.contains(name) || voters.contains(&id) {
+            continue;
+        }
+        if !learners.contains(&id) {
+            tracing::info!(id, cabinet = %name, "a cabinet joins the ring: adding it as a learner");
+            if let Err(error) = raft.add_learner(id, BasicNode::new(name), false).await {
+                tracing::warn!(%error, "learner not added");
+                tokio::time::sleep(MEMBERSHIP_RETRY).await;
+            }
+            return true;
+        }
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).copied().flatten())
+            .map_or(0, |l| l.index);
+        let last = metrics.last_log_index.unwrap_or(0);
+        if matched + CAUGHT_UP >= last && matched > 0 {
+            tracing::info!(id, cabinet = %name, "the learner caught up: making it a voter");
+            let change = openraft::ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+            if let Err(error) = raft.change_membership(change, false).await {
+                tracing::warn!(%error, "voter not added");
+                tokio::time::sleep(MEMBERSHIP_RETRY).await;
+            }
+            return true;
+        }
+    }
+    false
+}
+
 /// How long a new leader waits for the liveliness tokens before it marks anyone lost.
 const STEWARD_GRACE: Duration = Duration::from_secs(2);
 /// Longest sleep of the steward when nothing changes.
@@ -372,9 +486,9 @@ async fn steward_loop(
     raft: Raft<TypeConfig>,
     record: RecordReader,
     mut alive: watch::Receiver<BTreeSet<CabinetId>>,
-    me: String,
-    hold: Duration,
+    config: ClusterConfig,
 ) {
+    let me = &config.me;
     let mut metrics = raft.metrics();
     loop {
         let term = loop {
@@ -386,7 +500,12 @@ async fn steward_loop(
                 return;
             }
         };
-        let mut steward = Steward::new(Instant::now(), hold, STEWARD_GRACE);
+        let mut steward = Steward::new(
+            Instant::now(),
+            config.topology.clone(),
+            config.hold,
+            STEWARD_GRACE,
+        );
         let client = ClientId(format!("steward@{me}/term-{term}/{}", unix_ms()));
         let mut serial = 0;
         tracing::info!(term, "leading: the steward runs");
@@ -401,6 +520,9 @@ async fn steward_loop(
                 let alive = alive.borrow_and_update().clone();
                 record.read(|r| steward.poll(now, r, &alive, unix_ms()))
             };
+            if command.is_none() && grow_membership(&raft, &record, &config).await {
+                continue;
+            }
             if let Some(command) = command {
                 serial += 1;
                 let request = Request {

@@ -2,6 +2,9 @@
 //! to the record on its own. Pure: [`Steward::poll`] takes the time, the record and the
 //! cabinets whose liveliness tokens are seen, and returns the next command to commit.
 //!
+//! - **Ring**: when the leader's hub config grows the ring (cabinets added), the new ring
+//!   goes into the log first; the rest follows on it (cabinets are made voters by the
+//!   service, see `service.rs`).
 //! - **Loss**: a cabinet whose token is gone has its in-service segments taken out of
 //!   service as `<cabinet> lost`, each keeping in reserve the budget its gun had: that
 //!   node may charge on in degraded mode with it (S7), so no one else may be granted it
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 use ringhub_proto::config::{CabinetId, SegmentId};
 
 use crate::record::{
-    Command, Epoch, HubRecord, Island, OutOfService, Plan, SegmentSpec, TieObservation, Watts,
+    Command, Epoch, HubRecord, Island, OutOfService, Plan, SegmentSpec, TieObservation, Topology,
+    Watts,
 };
 
 /// The reason that marks a segment out of service because its cabinet is lost.
@@ -43,6 +47,8 @@ struct Lost {
 /// See the module docs.
 #[derive(Debug)]
 pub struct Steward {
+    /// The ring of this leader's hub config.
+    ring: Topology,
     /// Lease plus PLC watchdog: how long after a loss its neighbourhood stays untouched.
     hold: Duration,
     /// Before this, nothing is marked lost.
@@ -52,9 +58,10 @@ pub struct Steward {
 }
 
 impl Steward {
-    /// A steward that starts at `now`.
-    pub fn new(now: Instant, hold: Duration, grace: Duration) -> Self {
+    /// A steward that starts at `now`, on the leader whose hub config has `ring`.
+    pub fn new(now: Instant, ring: Topology, hold: Duration, grace: Duration) -> Self {
         Self {
+            ring,
             hold,
             grace_until: now + grace,
             lost: BTreeMap::new(),
@@ -79,6 +86,9 @@ impl Steward {
         alive: &BTreeSet<CabinetId>,
         now_unix_ms: u64,
     ) -> Option<Command> {
+        if *record.topology() != self.ring && self.ring.extends(record.topology()).is_ok() {
+            return Some(Command::SetTopology(self.ring.clone()));
+        }
         if now < self.grace_until {
             return None;
         }
@@ -262,13 +272,17 @@ mod tests {
     use ringhub_proto::config::HubConfig;
 
     use super::*;
-    use crate::record::{Applied, ClientId, Outcome, Request, Topology};
+    use crate::record::{Applied, ClientId, Outcome, Request};
 
     const HOLD: Duration = Duration::from_millis(2_000);
     const GRACE: Duration = Duration::from_millis(1_000);
 
     fn cab(name: &str) -> CabinetId {
         CabinetId::new(name).expect("cabinet id")
+    }
+
+    fn demo_ring() -> Topology {
+        Topology::from_config(&HubConfig::demo())
     }
 
     fn all() -> BTreeSet<CabinetId> {
@@ -356,9 +370,43 @@ mod tests {
     }
 
     #[test]
+    fn a_grown_ring_goes_into_the_log_first_and_the_plan_places_its_segments() {
+        let (mut hub, t0) = (Hub::new(), Instant::now());
+        let mut grown = demo_ring();
+        let mut added = grown.segments[5].clone();
+        added.id = SegmentId(6);
+        added.cabinet = cab("cab-d");
+        added.gun = Some(ringhub_proto::config::GunId(6));
+        added.modules = vec![
+            ringhub_proto::config::ModuleId(12),
+            ringhub_proto::config::ModuleId(13),
+        ];
+        grown.segments.push(added);
+        let mut steward = Steward::new(t0, grown.clone(), HOLD, GRACE);
+        assert_eq!(
+            steward.poll(t0, &hub.record, &all(), 1),
+            Some(Command::SetTopology(grown.clone())),
+            "even in the grace period"
+        );
+        let mut with_d = all();
+        with_d.insert(cab("cab-d"));
+        hub.settle(&mut steward, t0 + GRACE, &with_d);
+        assert_eq!(hub.record.topology(), &grown);
+        let plan = hub.record.plan().expect("plan");
+        assert_eq!(plan.islands.len(), 7);
+        assert_eq!(
+            hub.budgets(),
+            vec![hub.record.topology().site_limit.0 / 7; 7]
+        );
+        // A leader whose config has the old, smaller ring does not shrink it.
+        let mut old = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        assert!(hub.settle(&mut old, t0 + GRACE, &with_d).is_empty());
+    }
+
+    #[test]
     fn the_first_plan_gives_every_gun_its_own_modules_and_an_equal_share() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut steward = Steward::new(t0, HOLD, GRACE);
+        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
         assert_eq!(steward.poll(t0, &hub.record, &all(), 1), None, "grace");
         let done = hub.settle(&mut steward, t0 + GRACE, &all());
         assert_eq!(done.len(), 1, "{done:?}");
@@ -385,7 +433,7 @@ mod tests {
     #[test]
     fn a_lost_cabinet_is_taken_out_keeping_its_budget_and_rejoins_only_when_safe() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut steward = Steward::new(t0, HOLD, GRACE);
+        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
         let t1 = t0 + GRACE;
         hub.settle(&mut steward, t1, &all());
         let limit = hub.record.topology().site_limit.0;
@@ -437,7 +485,7 @@ mod tests {
     #[test]
     fn a_segment_out_for_a_weld_stays_out_when_its_cabinet_returns() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut steward = Steward::new(t0, HOLD, GRACE);
+        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
         let t1 = t0 + GRACE;
         hub.apply(
             "cab-a",
@@ -469,7 +517,7 @@ mod tests {
     #[test]
     fn a_new_leader_finding_a_lost_cabinet_waits_the_hold_from_its_start() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut first = Steward::new(t0, HOLD, GRACE);
+        let mut first = Steward::new(t0, demo_ring(), HOLD, GRACE);
         let t1 = t0 + GRACE;
         let mut without_c = all();
         without_c.remove(&cab("cab-c"));
@@ -477,7 +525,7 @@ mod tests {
         assert!(hub.out(4).is_some());
         // Leadership moves; cab-c is back and reports.
         let t2 = t1 + HOLD * 3;
-        let mut second = Steward::new(t2, HOLD, GRACE);
+        let mut second = Steward::new(t2, demo_ring(), HOLD, GRACE);
         let t3 = t2 + GRACE;
         hub.settle(&mut second, t3, &all());
         hub.report("cab-c", TieObservation::Open);

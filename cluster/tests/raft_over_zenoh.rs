@@ -12,11 +12,10 @@ use openraft::{BasicNode, Config, Raft, ServerState};
 use prost::Message;
 use ringhub_cluster::network::{ZenohNetwork, serve, write};
 use ringhub_cluster::record::{
-    ClearRule, ClientId, Command, LatchSpec, Outcome, Request, Severity, Topology,
+    ClearRule, ClientId, Command, LatchSpec, Outcome, Request, Severity,
 };
 use ringhub_cluster::storage::{self, StateMachineStore};
 use ringhub_cluster::types::{NodeId, TypeConfig};
-use ringhub_proto::config::HubConfig;
 
 /// How long any one awaited condition may take.
 const STEP: Duration = Duration::from_secs(20);
@@ -99,9 +98,8 @@ async fn start_with(id: NodeId, endpoints: &[String], dir: &TempDir, config: Con
     let session = zenoh::open(zenoh_config(listen, &others))
         .await
         .expect("zenoh session");
-    let topology = Topology::from_config(&HubConfig::demo());
     let (log, sm): (_, StateMachineStore) =
-        storage::open(&dir.0.join(format!("node-{id}.redb")), topology).expect("storage");
+        storage::open(&dir.0.join(format!("node-{id}.redb"))).expect("storage");
     let record = sm.reader();
     let config = Arc::new(config.validate().expect("a valid config"));
     let network = ZenohNetwork::new(session.clone(), "test", id);

@@ -11,7 +11,11 @@
 //! - a node paused (SIGSTOP) past its lease: its PLCs' watchdogs open its contactors, the
 //!   others take its segments out of service and re-plan around it while an EV on
 //!   another cabinet charges on; resumed (SIGCONT), it finds itself degraded, catches up,
-//!   reports, and its segments rejoin.
+//!   reports, and its segments rejoin;
+//! - a cabinet added at the end of the hub config: the nodes restart one by one on the
+//!   new config, the leader puts the grown ring into the log, the new node finds the
+//!   running cluster instead of starting its own, and it joins as a learner, then a
+//!   voter, and its segments go into service.
 //!
 //! ```text
 //!   cab-a ◄──Zenoh──► cab-b ◄──Zenoh──► cab-c      (each also socketcand → Sim)
@@ -25,7 +29,7 @@ use common::{
     NodeArgs, NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, ev,
     eventually, free_port, gun, inject, scrape, start_sim, state,
 };
-use ringhub_proto::config::HubConfig;
+use ringhub_proto::config::{DEMO_TOML, HubConfig};
 use ringhub_sim::server::Sim;
 use ringhub_sim::world::{Action, FaultKind};
 use serde_json::Value;
@@ -321,12 +325,13 @@ async fn status(endpoints: &[String]) -> Result<Value, String> {
     serde_json::from_str(&out).map_err(|e| format!("status JSON: {e}: {out}"))
 }
 
-/// The record's view of segment `id` in a status.
+/// The record's view of segment `id` in a status; null while the record has no ring.
 fn segment_status(status: &Value, id: u64) -> &Value {
+    static NONE: Value = Value::Null;
     status["segments"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["segment"] == id))
-        .unwrap_or_else(|| panic!("no segment {id} in {status}"))
+        .unwrap_or(&NONE)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,6 +466,162 @@ async fn a_paused_node_is_planned_around_and_rejoins_when_it_resumes() {
         );
         assert_eq!(metrics.get("ringhub_node_degraded", &[]), Some(0.0));
         assert_no_violations(&world).await;
+    })
+    .await;
+}
+
+/// A fourth cabinet for the demo hub, appended to its config: segments 6 and 7 after
+/// segment 5 in the ring, with guns 6 and 7 and modules 12 to 15.
+const CAB_D: &str = r#"
+[[cabinets]]
+id = "cab-d"
+can = "socketcand:127.0.0.1:29536/cab-d"
+data_dir = "/tmp/ringhub/demo/cab-d"
+metrics = "127.0.0.1:9104"
+zenoh_listen = ["tcp/127.0.0.1:7450"]
+auth = "free"
+
+[[dispensers]]
+id = "disp-d"
+ocpp_identity = "RH-DEMO-D"
+
+[[segments]]
+id = 6
+cabinet = "cab-d"
+plc_slot = 0
+
+[segments.gun]
+id = 6
+max_current_a = 500
+max_voltage_v = 1000
+dispenser = "disp-d"
+connector = 1
+
+[[segments.modules]]
+id = 12
+address = 0
+max_power_kw = 50
+max_current_a = 150
+max_voltage_v = 1000
+
+[[segments.modules]]
+id = 13
+address = 1
+max_power_kw = 50
+max_current_a = 150
+max_voltage_v = 1000
+
+[[segments]]
+id = 7
+cabinet = "cab-d"
+plc_slot = 1
+
+[segments.gun]
+id = 7
+max_current_a = 500
+max_voltage_v = 1000
+dispenser = "disp-d"
+connector = 2
+
+[[segments.modules]]
+id = 14
+address = 2
+max_power_kw = 50
+max_current_a = 150
+max_voltage_v = 1000
+
+[[segments.modules]]
+id = 15
+address = 3
+max_power_kw = 50
+max_current_a = 150
+max_voltage_v = 1000
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cabinet_added_to_the_config_joins_as_a_learner_then_a_voter() {
+    bounded(async {
+        let text = format!("{DEMO_TOML}{CAB_D}");
+        let grown = HubConfig::parse(&text, "demo-4.toml").expect("the grown config parses");
+        let sim = start_sim(grown, 17).await;
+        let dir = TempDir::new("cluster-grow");
+        let path = dir.path().join("demo-4.toml");
+        std::fs::write(&path, &text).expect("write the grown config");
+        let mut args = hub_args(&sim, &dir);
+        let mut nodes: Vec<NodeProcess> = args
+            .iter()
+            .map(|args| NodeProcess::spawn(args, dir.path()))
+            .collect();
+        let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+        eventually("a plan on the three-cabinet ring", STEP, async || {
+            let status = status(&endpoints).await?;
+            match status["plan_epoch"].as_u64() {
+                Some(epoch) if epoch >= 1 => Ok(()),
+                _ => Err(format!("{status}")),
+            }
+        })
+        .await;
+
+        // The operator adds cab-d at the end of the config and restarts the nodes on it.
+        for i in 0..3 {
+            nodes[i].terminate();
+            args[i].config = Some(path.clone());
+            nodes[i] = NodeProcess::spawn(&args[i], dir.path());
+            let all: Vec<&NodeProcess> = nodes.iter().collect();
+            agreed_leader(&all, None, "a leader after a restart").await;
+        }
+        let cab_d = NodeArgs {
+            node: "cab-d",
+            auth: "free",
+            config: Some(path.clone()),
+            data_dir: dir.path().join("cab-d"),
+            socketcand: sim.socketcand_addr(),
+            zenoh_listen: Some(format!("tcp/127.0.0.1:{}", free_port())),
+            zenoh_connect: endpoints.clone(),
+        };
+        nodes.push(NodeProcess::spawn(&cab_d, dir.path()));
+        let mut all_four = endpoints.clone();
+        all_four.push(nodes[3].zenoh.clone());
+        let config = path.to_str().expect("utf-8 path").to_owned();
+        eventually(
+            "cab-d a voter and its segments in service",
+            STEP * 2,
+            async || {
+                let out = ringhub(&["status", "--json", "--config", &config], &all_four).await?;
+                let status: Value =
+                    serde_json::from_str(&out).map_err(|e| format!("status JSON: {e}: {out}"))?;
+                let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+                let voters = nodes.iter().filter(|n| n["voter"] == true).count();
+                let d_answered = nodes
+                    .iter()
+                    .any(|n| n["node"] == "cab-d" && n["answered"] == true);
+                let segments = status["segments"].as_array().cloned().unwrap_or_default();
+                let in_service = segments.iter().filter(|s| s["in_service"] == true).count();
+                let guns: Vec<u64> = status["islands"]
+                    .as_array()
+                    .map(|i| i.iter().filter_map(|i| i["gun"].as_u64()).collect())
+                    .unwrap_or_default();
+                if voters == 4
+                    && d_answered
+                    && segments.len() == 8
+                    && in_service == 8
+                    && guns.len() == 8
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{status}"))
+                }
+            },
+        )
+        .await;
+        assert!(
+            nodes[3].log_text().contains("a cluster runs: joining it"),
+            "cab-d joined the running cluster, it did not start its own"
+        );
+        for node in &mut nodes {
+            node.assert_running();
+        }
+        assert_no_violations(&sim.world()).await;
     })
     .await;
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   Request { client, serial, Command } ──apply──► HubRecord ──► Outcome
+//!                                                   ├ topology: the ring, once the log grew it
 //!                                                   ├ segments: out of service, tie observed
 //!                                                   ├ plan: the committed epoch (islands,
 //!                                                   │       owners, budgets)
@@ -21,7 +22,10 @@
 //!   and changes nothing — every node refuses it alike, so the record stays the same on
 //!   all of them.
 //! - **Snapshots**: [`HubRecord::snapshot`] is everything the log built;
-//!   [`HubRecord::restore`] rebuilds the record from it on the same ring.
+//!   [`HubRecord::restore`] rebuilds the record from it.
+//! - **The ring is in the log**: the leader's first command sets it, and a hub config
+//!   that grows it sets the grown one ([`Command::SetTopology`]); no node's config enters
+//!   an apply, so a node restarted on a newer config re-applies the old log alike.
 
 mod latch;
 mod plan;
@@ -107,6 +111,9 @@ pub enum Command {
         /// Why, or `None` to put it back in service.
         out: Option<OutOfService>,
     },
+    /// The ring grows (cabinets added to the hub config): the new one must extend the
+    /// ring in force, which it replaces.
+    SetTopology(Topology),
     /// What a tie's feedback shows.
     ObserveTie {
         /// The tie's segment.
@@ -143,6 +150,8 @@ pub enum Applied {
     Reached(Epoch),
     /// The segment's state was recorded.
     Segment(SegmentId),
+    /// The ring in force is now this many segments.
+    Topology(usize),
 }
 
 /// Why a request was refused.
@@ -170,6 +179,9 @@ pub enum Rejection {
     /// A tie that is not fitted cannot be observed.
     #[error("segment {0} has no tie fitted")]
     NoTie(SegmentId),
+    /// A new ring that does not extend the one in force.
+    #[error("the new ring does not extend the one in force: {0}")]
+    Topology(String),
     /// A node reports an epoch not committed yet.
     #[error("{node} reports {epoch}, but {committed} is the last committed")]
     EpochAhead {
@@ -208,34 +220,46 @@ pub struct RecordState {
     pub latches: BTreeMap<LatchId, Latch>,
     /// Each client's last request.
     pub sessions: BTreeMap<ClientId, Session>,
+    /// The ring in force, once the log set it.
+    #[serde(default)]
+    pub topology: Option<Topology>,
 }
 
-/// The record on one ring; see the module docs.
+/// The record; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubRecord {
-    /// The ring, from the hub config.
-    topology: Topology,
     /// What the log built.
     state: RecordState,
 }
 
+/// The ring of a record whose log has not set one yet: no segment, nothing to grant.
+static NO_RING: Topology = Topology {
+    segments: Vec::new(),
+    site_limit: Watts(0),
+};
+
 impl HubRecord {
-    /// An empty record on `topology`: the initial plan in force (epoch 0, everything
-    /// alone and idle), no latch.
+    /// A record whose log began with `topology`: the initial plan in force (epoch 0,
+    /// everything alone and idle), no latch.
     pub fn new(topology: Topology) -> Self {
-        let plan = Plan::initial(&topology);
+        let mut record = Self::empty();
+        record.state.plan = Some(Plan::initial(&topology));
+        record.state.topology = Some(topology);
+        record
+    }
+
+    /// The record before the log's first entry: no ring, no plan. Everything about the
+    /// ring comes from the log ([`Command::SetTopology`]), never from a node's config,
+    /// so that every node applies every entry alike whatever its config says.
+    pub fn empty() -> Self {
         Self {
-            topology,
-            state: RecordState {
-                plan: Some(plan),
-                ..RecordState::default()
-            },
+            state: RecordState::default(),
         }
     }
 
-    /// The record a snapshot holds, on `topology`.
-    pub fn restore(topology: Topology, state: RecordState) -> Self {
-        Self { topology, state }
+    /// The record a snapshot holds.
+    pub fn restore(state: RecordState) -> Self {
+        Self { state }
     }
 
     /// What a snapshot holds.
@@ -243,9 +267,9 @@ impl HubRecord {
         &self.state
     }
 
-    /// The ring.
+    /// The ring in force, as the log set it; no segment before it did.
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        self.state.topology.as_ref().unwrap_or(&NO_RING)
     }
 
     /// The plan in force.
@@ -323,7 +347,7 @@ impl HubRecord {
                 Ok(Applied::Cleared(*id))
             }
             Command::CommitPlan(plan) => {
-                plan.check(&self.topology, &self.state.segments, self.epoch())?;
+                plan.check(self.topology(), &self.state.segments, self.epoch())?;
                 self.state.plan = Some(plan.clone());
                 Ok(Applied::Committed(plan.epoch))
             }
@@ -342,7 +366,7 @@ impl HubRecord {
                 Ok(Applied::Reached(*reached))
             }
             Command::SetOutOfService { segment, out } => {
-                self.topology
+                self.topology()
                     .segment(*segment)
                     .ok_or(Rejection::UnknownSegment(*segment))?;
                 self.state
@@ -352,9 +376,18 @@ impl HubRecord {
                     .out_of_service = out.clone();
                 Ok(Applied::Segment(*segment))
             }
+            Command::SetTopology(ring) => {
+                ring.extends(self.topology()).map_err(Rejection::Topology)?;
+                let segments = ring.segments.len();
+                if self.state.plan.is_none() {
+                    self.state.plan = Some(Plan::initial(ring));
+                }
+                self.state.topology = Some(ring.clone());
+                Ok(Applied::Topology(segments))
+            }
             Command::ObserveTie { segment, observed } => {
                 let spec = self
-                    .topology
+                    .topology()
                     .segment(*segment)
                     .ok_or(Rejection::UnknownSegment(*segment))?;
                 if !spec.tie_fitted {

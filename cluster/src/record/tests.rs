@@ -328,6 +328,58 @@ fn a_segment_out_of_service_stays_alone_and_idle() {
 }
 
 #[test]
+fn the_ring_grows_through_the_log_and_never_shrinks_or_reorders() {
+    let mut record = record();
+    let mut grown = ring();
+    let last = grown.segments.last().cloned().expect("segments");
+    let mut added = last.clone();
+    added.id = SegmentId(6);
+    added.cabinet = cab("cab-d");
+    added.gun = Some(GunId(6));
+    added.modules = vec![ModuleId(12), ModuleId(13)];
+    grown.segments.push(added);
+    let set = |serial, ring: Topology| request("leader/1", serial, Command::SetTopology(ring));
+    let mut shrunk = ring();
+    shrunk.segments.pop();
+    assert!(matches!(
+        refused(record.apply(&set(1, shrunk))),
+        Rejection::Topology(_)
+    ));
+    let mut reordered = grown.clone();
+    reordered.segments.swap(0, 1);
+    assert!(matches!(
+        refused(record.apply(&set(2, reordered))),
+        Rejection::Topology(_)
+    ));
+    assert_eq!(
+        record.apply(&set(3, grown.clone())),
+        Outcome::Applied(Applied::Topology(7))
+    );
+    assert_eq!(record.topology(), &grown);
+    // Segment 6 exists now, and a plan must place it.
+    assert!(matches!(
+        record.apply(&request(
+            "cab-d/1",
+            1,
+            Command::SetOutOfService {
+                segment: SegmentId(6),
+                out: None
+            }
+        )),
+        Outcome::Applied(_)
+    ));
+    assert!(matches!(
+        refused(commit(&mut record, 4, plan(1, vec![]))),
+        Rejection::Plan(PlanError::SegmentMissing {
+            segment: SegmentId(6)
+        })
+    ));
+    // The snapshot carries the grown ring to a record started from the old config.
+    let restored = HubRecord::restore(record.snapshot().clone());
+    assert_eq!(restored.topology(), &grown);
+}
+
+#[test]
 fn s8_counts_what_a_lost_cabinet_keeps() {
     let mut record = record();
     let limit = record.topology().site_limit.0;
@@ -537,7 +589,7 @@ fn a_snapshot_round_trips_and_the_restored_record_goes_on_alike() {
     );
     let text = serde_json::to_string(record.snapshot()).expect("encode");
     let state: RecordState = serde_json::from_str(&text).expect("decode");
-    let mut restored = HubRecord::restore(ring(), state);
+    let mut restored = HubRecord::restore(state);
     assert_eq!(restored, record);
     let next = request("a/1", 2, Command::RaiseLatch(weld("segment 5 gc", 2)));
     assert_eq!(restored.apply(&next), record.apply(&next));
@@ -736,7 +788,7 @@ proptest! {
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(&a, &doubled);
         let (state, at) = snapshot.unwrap_or_else(|| (a.snapshot().clone(), log.len()));
-        let mut restored = HubRecord::restore(ring(), state);
+        let mut restored = HubRecord::restore(state);
         for entry in &log[at..] {
             restored.apply(entry);
         }

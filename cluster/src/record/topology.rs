@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Watts;
 
 /// One segment as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentSpec {
     /// Its position in ring order.
     pub id: SegmentId,
@@ -25,7 +25,7 @@ pub struct SegmentSpec {
 
 /// The ring: segments in ring order, each joined to the next by its tie (the last one's
 /// closes the ring), and the site limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     /// The segments, by position.
     pub segments: Vec<SegmentSpec>,
@@ -51,6 +51,35 @@ impl Topology {
             segments,
             site_limit: Watts::from_kilowatts(config.hub.site_limit.0),
         }
+    }
+
+    /// Whether this ring grows `old` without changing it: every segment of `old` is here
+    /// as it was, in the same order; new segments and cabinets only add. What is wrong
+    /// otherwise.
+    pub fn extends(&self, old: &Topology) -> Result<(), String> {
+        let kept: Vec<&SegmentSpec> = self
+            .segments
+            .iter()
+            .filter(|s| old.segment(s.id).is_some())
+            .collect();
+        if kept.len() != old.segments.len() {
+            return Err("a segment of the ring in force is missing".into());
+        }
+        for (now, was) in kept.iter().zip(&old.segments) {
+            if now.id != was.id {
+                return Err(format!("segment {} moved in the ring order", was.id));
+            }
+            if *now != was {
+                return Err(format!("segment {} changed", was.id));
+            }
+        }
+        let mut ids: Vec<SegmentId> = self.segments.iter().map(|s| s.id).collect();
+        ids.sort();
+        ids.dedup();
+        if ids.len() != self.segments.len() {
+            return Err("a segment id appears twice".into());
+        }
+        Ok(())
     }
 
     /// The segment `id`.

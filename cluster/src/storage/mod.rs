@@ -35,7 +35,6 @@ use redb::Database;
 
 pub use self::log::LogStore;
 pub use self::state_machine::{RecordReader, StateMachineStore};
-use crate::record::Topology;
 
 /// Why the storage could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +61,7 @@ pub enum OpenError {
 
 /// Opens (or creates) the Raft storage at `path` for the ring `topology`, checking every
 /// page and decoding the state machine's values.
-pub fn open(path: &Path, topology: Topology) -> Result<(LogStore, StateMachineStore), OpenError> {
+pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     let display = path.display().to_string();
     let database_error = |message: String| OpenError::Database {
         path: display.clone(),
@@ -88,12 +87,11 @@ pub fn open(path: &Path, topology: Topology) -> Result<(LogStore, StateMachineSt
     let db = opened.map_err(|e| database_error(e.to_string()))?;
     let db = Arc::new(db);
     let log = LogStore::new(db.clone());
-    let sm =
-        StateMachineStore::load(db, topology).map_err(|(what, message)| OpenError::Corrupt {
-            path: display,
-            what,
-            message,
-        })?;
+    let sm = StateMachineStore::load(db).map_err(|(what, message)| OpenError::Corrupt {
+        path: display,
+        what,
+        message,
+    })?;
     Ok((log, sm))
 }
 

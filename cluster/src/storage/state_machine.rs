@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::blocking;
-use crate::record::{HubRecord, Outcome, RecordState, Topology};
+use crate::record::{HubRecord, Outcome, RecordState};
 use crate::types::{NodeId, TypeConfig};
 
 /// `raft_sm`: `snapshot` → [`StoredSnapshot`].
@@ -56,8 +56,6 @@ struct Inner {
 pub struct StateMachineStore {
     /// The node's Raft database.
     db: Arc<Database>,
-    /// The ring the record is about.
-    topology: Topology,
     /// The record and its applied position.
     inner: Arc<RwLock<Inner>>,
     /// Snapshots built so far, for unique ids.
@@ -77,32 +75,28 @@ impl RecordReader {
 }
 
 impl StateMachineStore {
-    /// The state machine stored in `db`, or a new record on `topology`. A value that does
-    /// not decode is an error naming it.
-    pub(super) fn load(
-        db: Arc<Database>,
-        topology: Topology,
-    ) -> std::result::Result<Self, (String, String)> {
+    /// The state machine stored in `db`, or an empty record. A value that does not
+    /// decode is an error naming it.
+    pub(super) fn load(db: Arc<Database>) -> std::result::Result<Self, (String, String)> {
         let stored: Option<StoredSnapshot> = read_value(&db, "snapshot")?;
         let inner = match stored {
             Some(snapshot) => {
                 let state: RecordState = serde_json::from_slice(&snapshot.data)
                     .map_err(|e| ("raft_sm snapshot data".to_owned(), e.to_string()))?;
                 Inner {
-                    record: HubRecord::restore(topology.clone(), state),
+                    record: HubRecord::restore(state),
                     last_applied: snapshot.meta.last_log_id,
                     membership: snapshot.meta.last_membership,
                 }
             }
             None => Inner {
-                record: HubRecord::new(topology.clone()),
+                record: HubRecord::empty(),
                 last_applied: None,
                 membership: StoredMembership::default(),
             },
         };
         Ok(Self {
             db,
-            topology,
             inner: Arc::new(RwLock::new(inner)),
             built: 0,
         })
@@ -220,7 +214,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         {
             let mut inner = self.lock();
-            inner.record = HubRecord::restore(self.topology.clone(), state);
+            inner.record = HubRecord::restore(state);
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
         }

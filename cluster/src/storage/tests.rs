@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite, blank_ent};
 use openraft::{EntryPayload, RaftLogReader, RaftSnapshotBuilder, StorageError, Vote};
-use ringhub_proto::config::HubConfig;
 
 use super::*;
 use crate::record::{ClientId, Command, LatchSpec, Request};
@@ -40,17 +39,13 @@ impl Drop for TempDir {
     }
 }
 
-fn ring() -> Topology {
-    Topology::from_config(&HubConfig::demo())
-}
-
 /// A fresh store per suite test.
 struct Builder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = TempDir::new("suite");
-        let (log, sm) = open(&dir.file(), ring()).expect("open");
+        let (log, sm) = open(&dir.file()).expect("open");
         Ok((dir, log, sm))
     }
 }
@@ -86,7 +81,7 @@ async fn the_log_vote_committed_index_and_snapshot_survive_a_reopen() {
         entries.push(entry);
     }
     {
-        let (mut log, mut sm) = open(&dir.file(), ring()).expect("open");
+        let (mut log, mut sm) = open(&dir.file()).expect("open");
         log.save_vote(&Vote::new(3, 1)).await.expect("vote");
         log.blocking_append(entries.clone())
             .await
@@ -108,7 +103,7 @@ async fn the_log_vote_committed_index_and_snapshot_survive_a_reopen() {
         // A durable write after it, as an append or a vote would be.
         log.save_vote(&Vote::new(3, 1)).await.expect("vote");
     }
-    let (mut log, mut sm) = open(&dir.file(), ring()).expect("reopen");
+    let (mut log, mut sm) = open(&dir.file()).expect("reopen");
     assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(3, 1)));
     let state = log.get_log_state().await.expect("state");
     assert_eq!(state.last_log_id.map(|l| l.index), Some(5));
@@ -127,7 +122,7 @@ async fn the_log_vote_committed_index_and_snapshot_survive_a_reopen() {
 #[test]
 fn a_corrupt_record_is_refused_naming_it() {
     let dir = TempDir::new("corrupt");
-    drop(open(&dir.file(), ring()).expect("create"));
+    drop(open(&dir.file()).expect("create"));
     {
         let db = redb::Database::open(dir.file()).expect("open raw");
         let txn = db.begin_write().expect("write");
@@ -137,7 +132,7 @@ fn a_corrupt_record_is_refused_naming_it() {
             .expect("insert");
         txn.commit().expect("commit");
     }
-    let error = open(&dir.file(), ring()).expect_err("corrupt");
+    let error = open(&dir.file()).expect_err("corrupt");
     let message = error.to_string();
     assert!(message.contains("raft_sm snapshot"), "{message}");
     assert!(
@@ -149,11 +144,9 @@ fn a_corrupt_record_is_refused_naming_it() {
 #[test]
 fn a_truncated_file_is_refused_not_reset() {
     let dir = TempDir::new("truncated");
-    drop(open(&dir.file(), ring()).expect("create"));
+    drop(open(&dir.file()).expect("create"));
     std::fs::write(dir.file(), b"").expect("truncate");
-    let message = open(&dir.file(), ring())
-        .expect_err("empty file")
-        .to_string();
+    let message = open(&dir.file()).expect_err("empty file").to_string();
     assert!(message.contains("empty"), "{message}");
     let len = std::fs::metadata(dir.file()).expect("still there").len();
     assert_eq!(len, 0, "nothing was written into it");

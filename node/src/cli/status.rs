@@ -226,6 +226,8 @@ struct NodeView {
     node: String,
     answered: bool,
     alive: bool,
+    /// In the Raft membership: a voter (true), a learner (false), or not at all (null).
+    voter: Option<bool>,
     role: Option<String>,
     raft_id: Option<u64>,
     term: Option<u64>,
@@ -339,7 +341,11 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 let own = statuses.iter().find(|(n, _)| *n == name).map(|(_, s)| s);
                 let raft = own.and_then(|s| s.raft.as_ref());
                 let seen = best.and_then(|(_, s)| s.nodes.iter().find(|n| n.node_id == name));
+                let member = best
+                    .and_then(|(_, s)| s.raft.as_ref())
+                    .and_then(|r| r.members.iter().find(|m| m.node_id == name));
                 NodeView {
+                    voter: member.map(|m| m.voter),
                     answered: own.is_some(),
                     alive: own.is_some() || seen.is_some_and(|n| n.alive),
                     role: raft.map(|r| r.role.clone()),
@@ -404,17 +410,23 @@ fn print_status(view: &StatusView) {
     );
     println!();
     println!(
-        "{:<12} {:<10} {:>5} {:>7} {:>8} {:>8}",
-        "NODE", "ROLE", "ALIVE", "TERM", "APPLIED", "EPOCH"
+        "{:<12} {:<10} {:<8} {:>5} {:>7} {:>8} {:>8}",
+        "NODE", "ROLE", "MEMBER", "ALIVE", "TERM", "APPLIED", "EPOCH"
     );
     for node in &view.nodes {
         let or_dash = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        let member = match node.voter {
+            Some(true) => "voter",
+            Some(false) => "learner",
+            None => "-",
+        };
         println!(
-            "{:<12} {:<10} {:>5} {:>7} {:>8} {:>8}",
+            "{:<12} {:<10} {:<8} {:>5} {:>7} {:>8} {:>8}",
             node.node,
             node.role
                 .as_deref()
                 .unwrap_or(if node.answered { "?" } else { "no answer" }),
+            member,
             if node.alive { "yes" } else { "no" },
             or_dash(node.term),
             or_dash(node.applied_index),
