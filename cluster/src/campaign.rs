@@ -10,6 +10,16 @@
 //! their own lease on the old leader runs (openraft), so a member cut off alone cannot
 //! unseat a healthy leader by campaigning.
 //!
+//! Before it stands, a member asks the others how long their logs are
+//! ([`crate::network::probe_log_lengths`]) and stands aside for a round when one is
+//! longer: a majority would refuse it and elect that one, whose own round it would only
+//! disturb (openraft's own timer has the same rule; a pre-vote in spirit).
+//!
+//! A round that elects nobody widens the next wait's range (doubling, up to eight times):
+//! a voter refuses every other candidate for a lease after it stood itself, so two
+//! members that keep standing within a lease of each other (the one with the shorter
+//! log can never win) would otherwise go on for many rounds.
+//!
 //! A member that was not scheduled for a while (the process was paused, SIGSTOP) first
 //! gives the leader a full timeout to reach it again: its view of the leader is stale,
 //! not the leader.
@@ -22,15 +32,17 @@ use std::time::{Duration, Instant};
 
 use openraft::{Raft, ServerState};
 
-use crate::network::LeaderContact;
+use crate::network::{LeaderContact, probe_log_lengths};
 use crate::types::TypeConfig;
 
 /// How often the loop looks.
 const TICK: Duration = Duration::from_millis(20);
 
-/// A wait drawn from `lease + timeout range`, with `seed` as the randomness.
-pub fn next_wait(lease: Duration, timeouts: &Range<u64>, seed: u64) -> Duration {
-    let span = timeouts.end.saturating_sub(timeouts.start).max(1);
+/// A wait drawn from `lease + timeout range`, the range's width doubled for each of
+/// `failed` rounds in a row that elected nobody (up to eight times), with `seed` as the
+/// randomness.
+pub fn next_wait(lease: Duration, timeouts: &Range<u64>, failed: u32, seed: u64) -> Duration {
+    let span = timeouts.end.saturating_sub(timeouts.start).max(1) << failed.min(3);
     lease + Duration::from_millis(timeouts.start + seed % span)
 }
 
@@ -53,14 +65,48 @@ fn random() -> u64 {
     hasher.finish()
 }
 
-/// Campaigns for `raft` when [`should_campaign`] says so, until Raft stops.
-pub async fn campaign_loop(
-    raft: Raft<TypeConfig>,
-    contact: LeaderContact,
-    lease: Duration,
-    timeouts: Range<u64>,
-) {
-    let mut wait = next_wait(lease, &timeouts, random());
+/// How long a member about to stand waits for the others' log lengths.
+const PROBE_WAIT: Duration = Duration::from_millis(100);
+
+/// What a member needs to campaign.
+#[derive(Clone)]
+pub struct Campaign {
+    /// Its Raft.
+    pub raft: Raft<TypeConfig>,
+    /// When it last heard a leader.
+    pub contact: LeaderContact,
+    /// Its Zenoh session, to ask the others' log lengths.
+    pub session: zenoh::Session,
+    /// The hub, for keys.
+    pub hub: String,
+    /// The old leader's lease.
+    pub lease: Duration,
+    /// The election timeouts' range, ms.
+    pub timeouts: Range<u64>,
+}
+
+impl std::fmt::Debug for Campaign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Campaign")
+            .field("hub", &self.hub)
+            .field("lease", &self.lease)
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Campaigns when [`should_campaign`] says so, until Raft stops.
+pub async fn campaign_loop(campaign: Campaign) {
+    let Campaign {
+        raft,
+        contact,
+        session,
+        hub,
+        lease,
+        timeouts,
+    } = campaign;
+    let mut failed = 0;
+    let mut wait = next_wait(lease, &timeouts, failed, random());
     let mut campaigned: Option<Instant> = None;
     let mut last_tick = Instant::now();
     loop {
@@ -79,7 +125,29 @@ pub async fn campaign_loop(
             contact.touch_at(now);
             continue;
         }
-        if should_campaign(now, contact.last(), campaigned, wait) {
+        if campaigned.is_some_and(|at| contact.last() > at) {
+            // A leader was heard since our last round: the next silence starts afresh.
+            failed = 0;
+            campaigned = None;
+        }
+        if !should_campaign(now, contact.last(), campaigned, wait) {
+            continue;
+        }
+        if campaigned.is_some() {
+            failed += 1;
+        }
+        let longest = probe_log_lengths(&session, &hub, PROBE_WAIT)
+            .await
+            .into_iter()
+            .max()
+            .flatten();
+        if longest > metrics.last_log_index {
+            tracing::info!(
+                mine = ?metrics.last_log_index,
+                ?longest,
+                "a member has a longer log: standing aside this round"
+            );
+        } else {
             tracing::info!(
                 term = metrics.current_term,
                 waited_ms = wait.as_millis(),
@@ -88,9 +156,9 @@ pub async fn campaign_loop(
             if raft.trigger().elect().await.is_err() {
                 return;
             }
-            campaigned = Some(now);
-            wait = next_wait(lease, &timeouts, random());
         }
+        campaigned = Some(now);
+        wait = next_wait(lease, &timeouts, failed, random());
     }
 }
 
@@ -101,10 +169,26 @@ mod tests {
     const LEASE: Duration = Duration::from_millis(600);
 
     #[test]
+    fn failed_rounds_widen_the_range_up_to_eight_times() {
+        let range = 300..600;
+        let widest = |failed| {
+            (0..10_000)
+                .map(|seed| next_wait(LEASE, &range, failed, seed * 7919))
+                .max()
+                .expect("waits")
+        };
+        let ms = Duration::from_millis;
+        assert!(widest(0) < LEASE + ms(600));
+        assert!(widest(1) > LEASE + ms(600) && widest(1) < LEASE + ms(900));
+        assert!(widest(3) > LEASE + ms(2_000) && widest(3) < LEASE + ms(2_700));
+        assert_eq!(widest(9), widest(3), "capped");
+    }
+
+    #[test]
     fn waits_cover_the_whole_range_after_the_lease() {
         let range = 300..600;
         let waits: Vec<Duration> = (0..1_000)
-            .map(|seed| next_wait(LEASE, &range, seed * 7919))
+            .map(|seed| next_wait(LEASE, &range, 0, seed * 7919))
             .collect();
         let min = waits.iter().min().copied().expect("waits");
         let max = waits.iter().max().copied().expect("waits");

@@ -303,10 +303,36 @@ pub async fn probe_memberships(
     hub: &str,
     wait: Duration,
 ) -> Vec<BTreeMap<NodeId, String>> {
+    probe(
+        session,
+        hub,
+        raft_request::Rpc::Membership(Vec::new()),
+        wait,
+    )
+    .await
+}
+
+/// The last log index of each node of `hub` answering within `wait`.
+pub async fn probe_log_lengths(
+    session: &zenoh::Session,
+    hub: &str,
+    wait: Duration,
+) -> Vec<Option<u64>> {
+    probe(session, hub, raft_request::Rpc::LogLength(Vec::new()), wait).await
+}
+
+/// Asks every node of `hub` `rpc` (a probe, for no node in particular); the answers that
+/// decode as `T`.
+async fn probe<T: DeserializeOwned>(
+    session: &zenoh::Session,
+    hub: &str,
+    rpc: raft_request::Rpc,
+    wait: Duration,
+) -> Vec<T> {
     let request = RaftRequest {
         from_node: 0,
         to_node: 0,
-        rpc: Some(raft_request::Rpc::Membership(Vec::new())),
+        rpc: Some(rpc),
     };
     let key = raft_key(hub, "*");
     let Ok(replies) = session
@@ -318,7 +344,7 @@ pub async fn probe_memberships(
     else {
         return Vec::new();
     };
-    let mut memberships = Vec::new();
+    let mut answers = Vec::new();
     while let Ok(reply) = replies.recv_async().await {
         let Ok(sample) = reply.into_result() else {
             continue;
@@ -327,12 +353,12 @@ pub async fn probe_memberships(
         if let Ok(RaftReply {
             result: Some(raft_reply::Result::Ok(json)),
         }) = RaftReply::decode(bytes.as_ref())
-            && let Ok(members) = serde_json::from_slice(&json)
+            && let Ok(answer) = serde_json::from_slice(&json)
         {
-            memberships.push(members);
+            answers.push(answer);
         }
     }
-    memberships
+    answers
 }
 
 /// When this node last heard a current leader: the last append or snapshot it accepted.
@@ -392,6 +418,10 @@ async fn answer(
             .collect();
         return (reply(Ok::<_, String>(members)), false);
     }
+    if let Some(raft_request::Rpc::LogLength(_)) = request.rpc {
+        let last = raft.metrics().borrow().last_log_index;
+        return (reply(Ok::<_, String>(last)), false);
+    }
     if request.to_node != node {
         return refused(format!(
             "request for node {} reached node {node}",
@@ -430,7 +460,9 @@ async fn answer(
             }
         }
         // Answered above, before the addressee is checked.
-        Some(raft_request::Rpc::Membership(_)) => refused("membership probe".into()),
+        Some(raft_request::Rpc::Membership(_) | raft_request::Rpc::LogLength(_)) => {
+            refused("probe".into())
+        }
         None => refused("no RPC in the request".into()),
     }
 }

@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zenoh::sample::SampleKind;
 
-use crate::campaign::campaign_loop;
+use crate::campaign::{Campaign, campaign_loop};
 use crate::network::{LeaderContact, WriteError, ZenohNetwork, probe_memberships, serve};
 use crate::record::{ClientId, Outcome, Request, Topology};
 use crate::steward::Steward;
@@ -175,12 +175,14 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let contact = LeaderContact::new(Instant::now());
-        let campaigner = tokio::spawn(campaign_loop(
-            raft.clone(),
-            contact.clone(),
-            Duration::from_millis(ELECTION_TIMEOUT_MS.end),
-            ELECTION_TIMEOUT_MS,
-        ));
+        let campaigner = tokio::spawn(campaign_loop(Campaign {
+            raft: raft.clone(),
+            contact: contact.clone(),
+            session: session.clone(),
+            hub: config.hub.clone(),
+            lease: Duration::from_millis(ELECTION_TIMEOUT_MS.end),
+            timeouts: ELECTION_TIMEOUT_MS,
+        }));
         let server = tokio::spawn({
             let (session, hub, me, raft) = (
                 session.clone(),

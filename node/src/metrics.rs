@@ -21,6 +21,7 @@
 //! | `ringhub_raft_term`, `ringhub_raft_leader_id`, `ringhub_raft_is_leader`, `ringhub_raft_last_applied_index` | gauge | — |
 //! | `ringhub_latch_changes_pending`, `ringhub_node_degraded` | gauge | — |
 //! | `ringhub_node_degraded_entries_total` | counter | — |
+//! | `ringhub_admin_rejected_requests_total`, `ringhub_raft_refused_requests_total` | counter | — |
 //! | `ringhub_latch_write_failures_total`, `ringhub_latch_changes_refused_total` | counter | — |
 //!
 //! plus the CAN counters of [`crate::can::describe_metrics`]. Values are in base units
@@ -170,6 +171,16 @@ pub fn describe() {
     describe_gauge!(
         RAFT_APPLIED,
         "The index of the last Raft log entry applied to this node's hub record."
+    );
+    describe_counter!(
+        crate::admin::ADMIN_REJECTED,
+        Unit::Count,
+        "Operator (admin) requests over Zenoh that did not decode or named no command."
+    );
+    describe_counter!(
+        ringhub_cluster::network::RAFT_REFUSED,
+        Unit::Count,
+        "Raft requests over Zenoh refused as unusable (undecodable, or for another node)."
     );
     describe_gauge!(
         DEGRADED,
