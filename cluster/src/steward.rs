@@ -12,7 +12,10 @@
 //! - **Plan**: until the planner issue lands, the plan in force is always "each gun on its
 //!   own segment's modules, ties open": every in-service gun gets an equal share of the
 //!   site limit less what lost cabinets keep, out-of-service segments are idle. A change
-//!   of segments commits the next epoch.
+//!   of segments commits the next epoch; one that raises some budgets goes in two
+//!   epochs, break-before-make: first every budget that falls (and none that rises),
+//!   then, once every node in service has reported reaching that, the rises (S8 holds
+//!   whichever nodes apply which epoch first).
 //! - **Return**: a cabinet seen again rejoins only once the lease and the PLC watchdog
 //!   have passed since it was lost (its PLCs have opened what they held, S7), it has
 //!   reported since it was taken out (the record keeps its report count from then), at
@@ -110,7 +113,24 @@ impl Steward {
         }
         let current = record.plan()?;
         let desired = own_modules_plan(record, Epoch(current.epoch.0 + 1), now_unix_ms);
-        (desired.islands != current.islands).then_some(Command::CommitPlan(desired))
+        if desired.islands == current.islands {
+            return None;
+        }
+        // Nothing was granted before the first plan: no step needed.
+        if current.epoch == Epoch(0) {
+            return Some(Command::CommitPlan(desired));
+        }
+        let step = lowering_step(current, &desired);
+        if step.islands != desired.islands {
+            if step.islands != current.islands {
+                return Some(Command::CommitPlan(step));
+            }
+            // The lowering is in force: raise once every node in service applied it.
+            if !reached_everywhere(record, current.epoch) {
+                return None;
+            }
+        }
+        Some(Command::CommitPlan(desired))
     }
 
     /// A cabinet without its token: its in-service segments go out of service.
@@ -211,6 +231,50 @@ fn ties_open(record: &HubRecord, cabinet: &CabinetId) -> bool {
                 .get(&s.id)
                 .and_then(|state| state.tie)
                 == Some(TieObservation::Open)
+        })
+}
+
+/// The first of two epochs from `current` to `desired`, break-before-make for budgets:
+/// each gun keeps the lower of its two budgets and a gun new to the plan gets none yet,
+/// so that the sum of budgets stays under the site limit (S8) whichever nodes apply
+/// which epoch first.
+pub fn lowering_step(current: &Plan, desired: &Plan) -> Plan {
+    let old: BTreeMap<_, Watts> = current
+        .islands
+        .iter()
+        .filter_map(|i| i.gun.map(|g| (g, i.budget)))
+        .collect();
+    let islands = desired
+        .islands
+        .iter()
+        .map(|island| Island {
+            budget: island
+                .gun
+                .and_then(|g| old.get(&g))
+                .map_or(Watts(0), |&before| before.min(island.budget)),
+            ..island.clone()
+        })
+        .collect();
+    Plan {
+        islands,
+        reason: format!("{} (lowering budgets first)", desired.reason),
+        ..desired.clone()
+    }
+}
+
+/// Every cabinet with a segment in service has reported reaching `epoch`.
+fn reached_everywhere(record: &HubRecord, epoch: Epoch) -> bool {
+    record
+        .topology()
+        .segments
+        .iter()
+        .filter(|s| out_of_service(record, s.id).is_none())
+        .all(|s| {
+            record
+                .snapshot()
+                .reached
+                .get(&s.cabinet)
+                .is_some_and(|r| *r >= epoch)
         })
 }
 
@@ -477,9 +541,85 @@ mod tests {
         // Its ties read open at the epoch in force: it rejoins, and the plan shares again.
         hub.report("cab-b", TieObservation::Open);
         let done = hub.settle(&mut steward, t3, &all());
-        assert_eq!(done.len(), 3, "{done:?}");
+        assert_eq!(
+            done.len(),
+            3,
+            "two segments back, the lowering step: {done:?}"
+        );
         assert!(hub.out(2).is_none() && hub.out(3).is_none());
+        assert_eq!(
+            hub.budgets(),
+            vec![share, share, 0, 0, share, share],
+            "its guns get their budget only once every node applied the step"
+        );
+        for node in ["cab-a", "cab-b"] {
+            hub.report(node, TieObservation::Open);
+        }
+        assert!(
+            hub.settle(&mut steward, t3, &all()).is_empty(),
+            "cab-c has not"
+        );
+        hub.report("cab-c", TieObservation::Open);
+        assert_eq!(hub.settle(&mut steward, t3, &all()).len(), 1);
         assert_eq!(hub.budgets(), vec![share; 6]);
+    }
+
+    #[test]
+    fn budgets_fall_before_they_rise_so_any_mix_of_two_epochs_keeps_s8() {
+        let (mut hub, t0) = (Hub::new(), Instant::now());
+        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        let t1 = t0 + GRACE;
+        hub.settle(&mut steward, t1, &all());
+        let limit = hub.record.topology().site_limit.0;
+        let mut plans = vec![hub.record.plan().expect("plan").clone()];
+        let mut take = |hub: &mut Hub, steward: &mut Steward, reason: &str| {
+            hub.apply(
+                "cab-a",
+                Command::SetOutOfService {
+                    segment: SegmentId(0),
+                    out: (reason == "out").then(|| OutOfService {
+                        reason: "CONTACTOR_WELDED".into(),
+                        reserved: Watts(0),
+                        reports_before: 0,
+                    }),
+                },
+            );
+            for _ in 0..3 {
+                hub.settle(steward, t1, &all());
+                for node in ["cab-a", "cab-b", "cab-c"] {
+                    hub.report(node, TieObservation::Open);
+                }
+                let plan = hub.record.plan().expect("plan").clone();
+                if plans.last() != Some(&plan) {
+                    plans.push(plan);
+                }
+            }
+        };
+        take(&mut hub, &mut steward, "out");
+        take(&mut hub, &mut steward, "back");
+        assert!(
+            plans.len() >= 5,
+            "each change went in two epochs: {}",
+            plans.len()
+        );
+        for pair in plans.windows(2) {
+            let budget = |plan: &Plan, gun| {
+                plan.islands
+                    .iter()
+                    .find(|i| i.gun == Some(gun))
+                    .map_or(0, |i| i.budget.0)
+            };
+            let worst: u64 = (0..6)
+                .map(ringhub_proto::config::GunId)
+                .map(|gun| budget(&pair[0], gun).max(budget(&pair[1], gun)))
+                .sum();
+            assert!(
+                worst <= limit,
+                "epochs {} -> {}: {worst} W if each node keeps the larger",
+                pair[0].epoch,
+                pair[1].epoch
+            );
+        }
     }
 
     #[test]

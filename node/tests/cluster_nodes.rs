@@ -189,6 +189,7 @@ async fn three_nodes_elect_a_leader_and_replace_it_after_a_sigkill() {
             .filter(|l| l["id"] == before[0]["id"])
             .collect();
         assert_eq!(same, [&before[0]], "the latch as it was: {after:?}");
+        assert_no_violations(&sim.world()).await;
     })
     .await;
 }
