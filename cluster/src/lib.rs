@@ -3,7 +3,8 @@
 //! openraft glue over Zenoh.
 //!
 //! - `record`: the state machine (pure); `storage`: it and the log in redb;
-//!   `network`: Raft RPCs over Zenoh; `service`: the member a node runs;
+//!   `network`: Raft RPCs over Zenoh; `transport`: the Zenoh session a node opens;
+//!   `service`: the member a node runs;
 //! - `steward`: what the leader commits on its own (lost cabinets, the plan) (pure);
 //! - `campaign`: when a member starts an election;
 //! - `lease`: whether a node may still count itself part of the hub (S7) (pure).
@@ -15,4 +16,5 @@ pub mod record;
 pub mod service;
 pub mod steward;
 pub mod storage;
+pub mod transport;
 pub mod types;

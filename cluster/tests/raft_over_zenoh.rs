@@ -47,20 +47,9 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A peer-mode Zenoh config listening on `listen` and connecting to `connect`.
+/// A node's Zenoh config listening on `listen` and connecting to `connect`.
 fn zenoh_config(listen: &str, connect: &[String]) -> zenoh::Config {
-    let mut config = zenoh::Config::default();
-    let list = |endpoints: &[String]| serde_json::Value::from(endpoints.to_vec()).to_string();
-    for (key, value) in [
-        ("mode", r#""peer""#.to_owned()),
-        ("listen/endpoints", list(&[listen.to_owned()])),
-        ("connect/endpoints", list(connect)),
-        ("scouting/multicast/enabled", "false".to_owned()),
-        ("transport/link/tx/lease", "1000".to_owned()),
-    ] {
-        config.insert_json5(key, &value).expect(key);
-    }
-    config
+    ringhub_cluster::transport::peer_config(&[listen.to_owned()], connect).expect("zenoh config")
 }
 
 /// The cabinet name of node `id`.

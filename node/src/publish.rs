@@ -39,10 +39,7 @@ use crate::connector::snapshot::SegmentSnapshot;
 
 pub use convert::{Catalog, GunInfo, Origin};
 
-/// Zenoh link lease: a peer that is silent this long is dropped (keep-alives go at a
-/// quarter of it). Short, so that a killed node's liveliness token disappears in about a
-/// second (DESIGN.md §6: survivors re-plan within 2 s).
-pub const LINK_LEASE_MS: u64 = 1000;
+pub use ringhub_cluster::transport::LINK_LEASE_MS;
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,29 +63,13 @@ pub enum PublishError {
     Put { key: String, message: String },
 }
 
-/// A Zenoh config for a node: peer mode, exactly the given TCP endpoints, no multicast
-/// scouting (a hub's nodes find each other through the config, never by accident across
-/// a site network), and a [`LINK_LEASE_MS`] link lease.
+/// A Zenoh config for a node ([`ringhub_cluster::transport::peer_config`]).
 pub fn zenoh_config(listen: &[String], connect: &[String]) -> Result<zenoh::Config, PublishError> {
-    let mut config = zenoh::Config::default();
-    let list = |endpoints: &[String]| serde_json::Value::from(endpoints.to_vec()).to_string();
-    let settings: [(&'static str, String); 5] = [
-        ("mode", r#""peer""#.to_owned()),
-        ("listen/endpoints", list(listen)),
-        ("connect/endpoints", list(connect)),
-        ("scouting/multicast/enabled", "false".to_owned()),
-        ("transport/link/tx/lease", LINK_LEASE_MS.to_string()),
-    ];
-    for (key, value) in settings {
-        config
-            .insert_json5(key, &value)
-            .map_err(|e| PublishError::Config {
-                key,
-                value: value.clone(),
-                message: e.to_string(),
-            })?;
-    }
-    Ok(config)
+    ringhub_cluster::transport::peer_config(listen, connect).map_err(|e| PublishError::Config {
+        key: e.key,
+        value: e.value,
+        message: e.message,
+    })
 }
 
 /// A random 64-bit value for [`v1::Header::boot_id`], from the OS-seeded hasher keys

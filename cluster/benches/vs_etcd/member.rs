@@ -92,22 +92,12 @@ async fn serve(index: usize, endpoints: Vec<String>, data_dir: PathBuf) -> Resul
         .map_err(|e| anyhow!("zenoh close: {e}"))
 }
 
-/// A peer-mode session on loopback, as a node opens it (`node/src/publish.rs`).
+/// A peer-mode session on loopback, as a node opens it.
 fn zenoh_config(listen: &str, connect: &[String]) -> Result<zenoh::Config> {
-    let mut config = zenoh::Config::default();
-    let list = |endpoints: &[String]| serde_json::Value::from(endpoints.to_vec()).to_string();
-    for (key, value) in [
-        ("mode", r#""peer""#.to_owned()),
-        ("listen/endpoints", list(&[listen.to_owned()])),
-        ("connect/endpoints", list(connect)),
-        ("scouting/multicast/enabled", "false".to_owned()),
-        ("transport/link/tx/lease", "1000".to_owned()),
-    ] {
-        config
-            .insert_json5(key, &value)
-            .map_err(|e| anyhow!("zenoh config {key}: {e}"))?;
-    }
-    Ok(config)
+    Ok(ringhub_cluster::transport::peer_config(
+        &[listen.to_owned()],
+        connect,
+    )?)
 }
 
 /// Prints `leader <id|none> term <t>` whenever the leader this member knows changes.
