@@ -158,15 +158,22 @@ pub enum WriteError {
     /// The leader could not be reached or refused the write.
     #[error("write not committed: {0}")]
     Failed(String),
+    /// Not committed within the write's time limit: a leader that cannot reach a
+    /// majority, or a leadership change under way. It may still commit; sent again, it
+    /// applies once.
+    #[error("write not committed within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// How many times a write follows a leader change before it gives up.
 const WRITE_HOPS: usize = 3;
 
 /// Commits `request` to the record and returns its outcome: through `raft` when this
-/// node leads, else forwarded to the leader over `session`, waiting up to `ttl` for it.
-/// The record applies a request once however often it is sent, so a write retried after
-/// a lost answer is safe.
+/// node leads, else forwarded to the leader over `session`. The whole write, local or
+/// forwarded, takes at most `ttl`: a leader that cannot reach a majority would hold a
+/// local `client_write` for as long as it lasts, so every caller (and a node shutting
+/// down) gets [`WriteError::TimedOut`] instead. The record applies a request once however
+/// often it is sent, so a write retried after a lost answer or a time-out is safe.
 pub async fn write(
     raft: &Raft<TypeConfig>,
     session: &zenoh::Session,
@@ -174,6 +181,25 @@ pub async fn write(
     me: NodeId,
     request: Request,
     ttl: Duration,
+) -> Result<Outcome, WriteError> {
+    let deadline = tokio::time::Instant::now() + ttl;
+    tokio::time::timeout_at(
+        deadline,
+        write_hops(raft, session, hub, me, request, deadline),
+    )
+    .await
+    .unwrap_or(Err(WriteError::TimedOut(ttl)))
+}
+
+/// [`write`] without its time limit: the local write, then up to [`WRITE_HOPS`] leaders,
+/// each forwarded query waiting no later than `deadline`.
+async fn write_hops(
+    raft: &Raft<TypeConfig>,
+    session: &zenoh::Session,
+    hub: &str,
+    me: NodeId,
+    request: Request,
+    deadline: tokio::time::Instant,
 ) -> Result<Outcome, WriteError> {
     let mut leader: Option<(NodeId, String)> = None;
     for _ in 0..WRITE_HOPS {
@@ -192,11 +218,12 @@ pub async fn write(
                     target: id,
                 };
                 let json = serde_json::to_vec(&request).unwrap_or_default();
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let sent: RpcResult<
                     Option<Outcome>,
                     openraft::error::ClientWriteError<NodeId, BasicNode>,
                 > = connection
-                    .call(raft_request::Rpc::ClientWrite(json), ttl)
+                    .call(raft_request::Rpc::ClientWrite(json), left)
                     .await;
                 match sent {
                     Ok(data) => return outcome(data),

@@ -113,8 +113,11 @@ pub struct Cluster {
     hub: String,
 }
 
-/// How long a forwarded write waits for the leader's answer.
-const WRITE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a write may take, on this node as leader or forwarded to the leader, before
+/// [`Cluster::write`] gives up with [`WriteError::TimedOut`].
+const WRITE_TTL: Duration = Duration::from_secs(5);
+/// How long [`Cluster::shutdown`] waits for Raft to stop before it leaves it behind.
+const RAFT_SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,7 +273,7 @@ impl Cluster {
     }
 
     /// Commits `request` to the record (forwarded to the leader when this node does not
-    /// lead) and returns its outcome.
+    /// lead) and returns its outcome, or an error within [`WRITE_TTL`].
     pub async fn write(&self, request: Request) -> Result<Outcome, WriteError> {
         crate::network::write(
             &self.raft,
@@ -283,13 +286,20 @@ impl Cluster {
         .await
     }
 
-    /// Stops Raft and the tasks.
+    /// Stops the tasks and Raft, waiting at most [`RAFT_SHUTDOWN_LIMIT`] for Raft: a core
+    /// stuck in a storage call must not keep the node from exiting. Leaving it behind is
+    /// no worse than a crash, which Raft is built to survive.
     pub async fn shutdown(&self) {
         for task in &self.tasks {
             task.abort();
         }
-        if let Err(error) = self.raft.shutdown().await {
-            tracing::warn!(%error, "Raft did not stop cleanly");
+        match tokio::time::timeout(RAFT_SHUTDOWN_LIMIT, self.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "Raft did not stop cleanly"),
+            Err(_) => tracing::warn!(
+                limit = ?RAFT_SHUTDOWN_LIMIT,
+                "Raft did not stop within its limit: left behind"
+            ),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Three Raft nodes in one process, each with its own redb file and its own Zenoh session
 //! (peer mode, explicit TCP endpoints on loopback, scouting off): they elect a leader,
 //! replicate a latch to every record, and, when the leader stops and its session closes,
-//! elect another one that goes on committing with the record intact.
+//! elect another one that goes on committing with the record intact. A leader left
+//! without a majority gives a write up within its time limit instead of holding it (and
+//! a node shutting down) for as long as the partition lasts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, Config, Raft, ServerState};
 use prost::Message;
-use ringhub_cluster::network::{ZenohNetwork, serve, write};
+use ringhub_cluster::network::{WriteError, ZenohNetwork, serve, write};
 use ringhub_cluster::record::{
     ClearRule, ClientId, Command, LatchSpec, Outcome, Request, Severity,
 };
@@ -341,6 +343,62 @@ async fn a_member_away_for_long_catches_up_from_a_snapshot() {
         let latches = |node: &Node| node.record.read(|r| r.latches().clone());
         assert_eq!(latches(&back), latches(leader_node));
         assert_eq!(latches(&back).len(), 40);
+    })
+    .await
+    .expect("the test took longer than 120 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_a_majority_gives_a_write_up_within_its_ttl() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = TempDir::new("no-quorum");
+        let endpoints: Vec<String> = (0..3)
+            .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
+            .collect();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(start(id, &endpoints, &dir).await);
+        }
+        initialize(&nodes).await;
+        let all: Vec<&Node> = nodes.iter().collect();
+        let first = leader(&all).await;
+
+        // Both followers stop: the leader is alone, and still thinks it leads.
+        let (leaders, followers): (Vec<Node>, Vec<Node>) =
+            nodes.into_iter().partition(|n| n.id == first);
+        for node in followers {
+            node.raft.shutdown().await.expect("shutdown");
+            node.session.close().await.expect("close");
+        }
+        let alone = &leaders[0];
+        assert_eq!(alone.raft.metrics().borrow().state, ServerState::Leader);
+
+        // Its own write cannot commit: it ends with TimedOut at its ttl, not never.
+        let ttl = Duration::from_millis(800);
+        let started = std::time::Instant::now();
+        let written = write(
+            &alone.raft,
+            &alone.session,
+            "test",
+            alone.id,
+            weld(1, "segment 0 gc"),
+            ttl,
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(
+            matches!(written, Err(WriteError::TimedOut(t)) if t == ttl),
+            "{written:?}"
+        );
+        assert!(took >= ttl, "gave up early, after {took:?}");
+        assert!(took < ttl + Duration::from_secs(2), "took {took:?}");
+
+        // The write left behind does not hold Raft up either.
+        tokio::time::timeout(STEP, alone.raft.shutdown())
+            .await
+            .expect("Raft stops with a write pending")
+            .expect("shutdown");
+        println!("leader {first} alone: the write gave up after {took:?} (ttl {ttl:?})");
     })
     .await
     .expect("the test took longer than 120 s");

@@ -79,7 +79,9 @@ pub struct Report {
 const RETRY: Duration = Duration::from_millis(200);
 
 /// Writes each report handed over on `reports` (ties first, then the epoch), retrying a
-/// failed write until it succeeds or a newer report replaces it, until `shutdown`.
+/// failed write until it succeeds or a newer report replaces it, until `shutdown`. A
+/// write in flight is dropped on `shutdown`: a report is not durable, the next start
+/// reports again.
 pub async fn report_loop(
     cluster: Arc<Cluster>,
     node: CabinetId,
@@ -113,7 +115,11 @@ pub async fn report_loop(
                 command,
             };
             loop {
-                match cluster.write(request.clone()).await {
+                let written = tokio::select! {
+                    written = cluster.write(request.clone()) => written,
+                    _ = shutdown.changed() => return,
+                };
+                match written {
                     Ok(outcome) => {
                         tracing::debug!(?outcome, "report committed");
                         break;

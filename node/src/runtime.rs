@@ -53,6 +53,8 @@ const CLUSTER_CHECK_PERIOD: Duration = Duration::from_millis(100);
 /// Longest wait for the bus when sending; a periodic frame that misses it goes out with
 /// the next period.
 const SEND_TIMEOUT: Duration = Duration::from_millis(50);
+/// Longest wait for the Zenoh session to close at shutdown (Zenoh's own limit is 10 s).
+const SESSION_CLOSE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -213,14 +215,25 @@ pub async fn run(
         ));
     }
     control.run(shutdown).await;
-    if let Ok(Err(error)) = publish_task.await {
-        tracing::warn!(%error, "publisher ended with an error");
-    }
+    // In order: the tasks that write (each drops a write in flight on shutdown), then
+    // Raft, and only then the Zenoh session they all share. Closed first, the session
+    // would strand a leader's write it can no longer replicate.
+    let publisher = publish_task.await;
     raft_metrics.abort();
     admin.abort();
     let _ = latch_task.await;
     let _ = reporter.await;
     cluster.shutdown().await;
+    if let Ok(publisher) = publisher {
+        match tokio::time::timeout(SESSION_CLOSE_LIMIT, publisher.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the Zenoh session did not close cleanly"),
+            Err(_) => tracing::warn!(
+                limit = ?SESSION_CLOSE_LIMIT,
+                "the Zenoh session did not close within its limit"
+            ),
+        }
+    }
     // Everything that writes the store has stopped: the next start may trust this mark.
     tokio::task::spawn_blocking(move || journal_store.mark_clean_shutdown())
         .await
@@ -845,14 +858,15 @@ async fn next_report(drivers: &mut Option<Drivers>) -> Option<DriverReport> {
 }
 
 /// Publishes snapshots on Zenoh and records them in Prometheus: at once when something
-/// urgent changed, and every [`PUBLISH_PERIOD`] regardless.
+/// urgent changed, and every [`PUBLISH_PERIOD`] regardless. Hands the publisher back on
+/// shutdown: closing it closes the session, which Raft needs until it has stopped.
 async fn publish_loop(
     mut publisher: Publisher,
     mut snapshots: watch::Receiver<Published>,
     hub: String,
     cabinet: String,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), publish::PublishError> {
+) -> Publisher {
     let mut period = tokio::time::interval(PUBLISH_PERIOD);
     period.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut urgent_seen = 0;
@@ -876,5 +890,5 @@ async fn publish_loop(
             tracing::warn!(%error, "publish failed");
         }
     }
-    publisher.close().await
+    publisher
 }

@@ -563,9 +563,16 @@ async fn a_cabinet_added_to_the_config_joins_as_a_learner_then_a_voter() {
         })
         .await;
 
-        // The operator adds cab-d at the end of the config and restarts the nodes on it.
+        // The operator adds cab-d at the end of the config and restarts the nodes on it,
+        // while the cluster runs: a node stopped as leader, or with a report or a plan
+        // change under way, still stops within its limit.
         for i in 0..3 {
-            nodes[i].terminate();
+            let took = nodes[i].terminate();
+            println!(
+                "{} stopped {} ms after SIGTERM",
+                args[i].node,
+                took.as_millis()
+            );
             args[i].config = Some(path.clone());
             nodes[i] = NodeProcess::spawn(&args[i], dir.path());
             let all: Vec<&NodeProcess> = nodes.iter().collect();

@@ -145,7 +145,8 @@ pub fn cleared_by_operator(
     })
 }
 
-/// Runs the outbox against the cluster until `shutdown` (see the module docs).
+/// Runs the outbox against the cluster until `shutdown`, then stores what the control
+/// task still sends until it stops (see the module docs).
 pub async fn run(
     cluster: Arc<Cluster>,
     store: Arc<Store>,
@@ -216,7 +217,25 @@ pub async fn run(
             _ = shutdown.changed() => break,
         }
     }
-    metrics::gauge!(crate::metrics::LATCHES_PENDING).set(outbox.len() as f64);
+    // A write in flight is dropped: its change stays stored and goes out on the next
+    // start. Until the control task stops (it drops its sender then), what it still
+    // raises or clears is stored the same way, so no change falls between the two (S6).
+    drop(write);
+    let mut stored = 0;
+    while let Some(change) = changes.recv().await {
+        if let Err(error) = keep(&store, next_seq, &change).await {
+            tracing::error!(%error, "could not store a latch change at shutdown");
+        }
+        next_seq += 1;
+        stored += 1;
+    }
+    if stored > 0 {
+        tracing::info!(
+            stored,
+            "latch changes stored at shutdown, to send on the next start"
+        );
+    }
+    metrics::gauge!(crate::metrics::LATCHES_PENDING).set((outbox.len() + stored) as f64);
 }
 
 /// Logs what the record did with a change.

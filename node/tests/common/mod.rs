@@ -257,17 +257,18 @@ impl NodeProcess {
     }
 
     /// Stops the node with SIGTERM, its clean shutdown path, and reaps it; fails unless it
-    /// exits successfully within [`REAP`] after the signal.
-    pub fn terminate(&mut self) {
+    /// exits successfully within [`REAP`] after the signal. Returns how long it took.
+    pub fn terminate(&mut self) -> Duration {
         let Some(mut child) = self.child.take() else {
-            return;
+            return Duration::ZERO;
         };
         let signalled = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(signalled.success(), "kill -TERM {} failed", child.id());
-        let deadline = Instant::now() + REAP;
+        let signalled_at = Instant::now();
+        let deadline = signalled_at + REAP;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
@@ -276,7 +277,7 @@ impl NodeProcess {
                         "ringhub-node exited with {status}:\n{}",
                         self.log_text()
                     );
-                    return;
+                    return signalled_at.elapsed();
                 }
                 Ok(None) if Instant::now() >= deadline => {
                     let _ = child.kill();
