@@ -5,6 +5,7 @@
 //! - `record`: the state machine (pure); `storage`: it and the log in redb;
 //!   `network`: Raft RPCs over Zenoh; `transport`: the Zenoh session a node opens;
 //!   `service`: the member a node runs;
+//! - `planner`: the island manager's plan: islands, owners and fair grants (pure);
 //! - `steward`: what the leader commits on its own (lost cabinets, the plan) (pure);
 //! - `campaign`: when a member starts an election;
 //! - `lease`: whether a node may still count itself part of the hub (S7) (pure).
@@ -12,6 +13,7 @@
 pub mod campaign;
 pub mod lease;
 pub mod network;
+pub mod planner;
 pub mod record;
 pub mod service;
 pub mod steward;
