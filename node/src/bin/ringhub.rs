@@ -30,6 +30,8 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// Latched faults: list them, or clear one.
     Faults(cli::status::FaultsArgs),
+    /// Plan a ring given as JSON: islands, owners and grants (a what-if tool).
+    Plan(cli::plan::PlanArgs),
     /// Decode, dump and encode CAN frames with the hub's DBC catalog.
     #[command(subcommand)]
     Can(CanCommand),
@@ -94,6 +96,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Faults(args) => {
             cli::node::init_logging("error");
             one_worker()?.block_on(cli::status::faults(args))?;
+        }
+        Command::Plan(args) => {
+            println!("{}", cli::plan::run(&args.input)?);
         }
         Command::Can(CanCommand::Decode { frame }) => {
             let frame: CanFrame = frame.parse().with_context(|| format!("frame {frame:?}"))?;

@@ -3,4 +3,5 @@
 pub mod can;
 pub mod demo;
 pub mod node;
+pub mod plan;
 pub mod status;
