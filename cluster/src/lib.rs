@@ -5,12 +5,15 @@
 //! - `record`: the state machine (pure); `storage`: it and the log in redb;
 //!   `network`: Raft RPCs over Zenoh; `transport`: the Zenoh session a node opens;
 //!   `service`: the member a node runs;
+//! - `demand`: what the guns ask and the modules give, from telemetry (pure);
+//!   `telemetry`: its Zenoh subscriptions;
 //! - `planner`: the island manager's plan: islands, owners and fair grants (pure);
 //! - `steward`: what the leader commits on its own (lost cabinets, the plan) (pure);
 //! - `campaign`: when a member starts an election;
 //! - `lease`: whether a node may still count itself part of the hub (S7) (pure).
 
 pub mod campaign;
+pub mod demand;
 pub mod lease;
 pub mod network;
 pub mod planner;
@@ -18,5 +21,6 @@ pub mod record;
 pub mod service;
 pub mod steward;
 pub mod storage;
+pub mod telemetry;
 pub mod transport;
 pub mod types;

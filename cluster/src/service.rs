@@ -39,10 +39,12 @@ use tokio::task::JoinHandle;
 use zenoh::sample::SampleKind;
 
 use crate::campaign::{Campaign, campaign_loop};
+use crate::demand::{DemandBook, Ratings};
 use crate::network::{LeaderContact, WriteError, ZenohNetwork, probe_memberships, serve};
 use crate::record::{ClientId, Outcome, Request, Topology};
 use crate::steward::Steward;
 use crate::storage::{self, OpenError, RecordReader};
+use crate::telemetry::Telemetry;
 use crate::types::{NodeId, TypeConfig};
 
 /// What a node needs to run its cluster member.
@@ -61,6 +63,8 @@ pub struct ClusterConfig {
     /// How long after a cabinet is lost its neighbourhood stays untouched: the lease
     /// plus the PLC watchdog (S7).
     pub hold: Duration,
+    /// The guns' and modules' ratings, from the hub config, for the planner.
+    pub ratings: Ratings,
 }
 
 /// Why the cluster member did not start.
@@ -217,10 +221,16 @@ impl Cluster {
             config.hub.clone(),
             alive_tx,
         ));
+        let (book_tx, book) = watch::channel(DemandBook::new(config.ratings.clone()));
+        let telemetry = Telemetry::subscribe(session, &config.hub)
+            .await
+            .map_err(|e| ClusterError::Zenoh(e.to_string()))?;
+        let telemetry = tokio::spawn(telemetry.run(book_tx));
         let steward = tokio::spawn(steward_loop(
             raft.clone(),
             record.clone(),
             alive.clone(),
+            book,
             config.clone(),
         ));
         let members: BTreeMap<NodeId, BasicNode> = config
@@ -239,7 +249,7 @@ impl Cluster {
             id,
             raft,
             record,
-            tasks: vec![server, watcher, steward, campaigner],
+            tasks: vec![server, watcher, telemetry, steward, campaigner],
             alive,
             _alive: token,
             session: session.clone(),
@@ -498,6 +508,7 @@ async fn steward_loop(
     raft: Raft<TypeConfig>,
     record: RecordReader,
     mut alive: watch::Receiver<BTreeSet<CabinetId>>,
+    mut book: watch::Receiver<DemandBook>,
     config: ClusterConfig,
 ) {
     let me = &config.me;
@@ -530,7 +541,8 @@ async fn steward_loop(
             let now = Instant::now();
             let command = {
                 let alive = alive.borrow_and_update().clone();
-                record.read(|r| steward.poll(now, r, &alive, unix_ms()))
+                let book = book.borrow_and_update().clone();
+                record.read(|r| steward.poll(now, r, &alive, &book, unix_ms()))
             };
             if command.is_none() && grow_membership(&raft, &record, &config).await {
                 continue;
@@ -559,6 +571,7 @@ async fn steward_loop(
                 .min(now + STEWARD_IDLE);
             tokio::select! {
                 _ = alive.changed() => {}
+                _ = book.changed() => {}
                 changed = metrics.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep_until(wake.into()) => {}
             }

@@ -9,13 +9,13 @@
 //!   service as `<cabinet> lost`, each keeping in reserve the budget its gun had: that
 //!   node may charge on in degraded mode with it (S7), so no one else may be granted it
 //!   (S8).
-//! - **Plan**: until the planner issue lands, the plan in force is always "each gun on its
-//!   own segment's modules, ties open": every in-service gun gets an equal share of the
-//!   site limit less what lost cabinets keep, out-of-service segments are idle. A change
-//!   of segments commits the next epoch; one that raises some budgets goes in two
-//!   epochs, break-before-make: first every budget that falls (and none that rises),
-//!   then, once every node in service has reported reaching that, the rises (S8 holds
-//!   whichever nodes apply which epoch first).
+//! - **Plan**: the planner's plan (`planner`), from the record and the demand book
+//!   (`demand`): max-min fair budgets for the guns that ask, within the site limit less
+//!   what lost cabinets keep, out-of-service segments idle. A change commits the next
+//!   epoch; one that raises some budgets goes in two epochs, break-before-make: first
+//!   every budget that falls (and none that rises), then, once every node in service has
+//!   reported reaching that, the rises (S8 holds whichever nodes apply which epoch
+//!   first). The leader's first plan is committed even if it grants nothing yet.
 //! - **Return**: a cabinet seen again rejoins only once the lease and the PLC watchdog
 //!   have passed since it was lost (its PLCs have opened what they held, S7), it has
 //!   reported since it was taken out (the record keeps its report count from then), at
@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use ringhub_proto::config::{CabinetId, SegmentId};
 
+use crate::demand::DemandBook;
+use crate::planner;
 use crate::record::{
     Command, Epoch, HubRecord, Island, OutOfService, Plan, SegmentSpec, TieObservation, Topology,
     Watts,
@@ -87,6 +89,7 @@ impl Steward {
         now: Instant,
         record: &HubRecord,
         alive: &BTreeSet<CabinetId>,
+        book: &DemandBook,
         now_unix_ms: u64,
     ) -> Option<Command> {
         if *record.topology() != self.ring && self.ring.extends(record.topology()).is_ok() {
@@ -112,13 +115,13 @@ impl Steward {
             }
         }
         let current = record.plan()?;
-        let desired = own_modules_plan(record, Epoch(current.epoch.0 + 1), now_unix_ms);
-        if desired.islands == current.islands {
-            return None;
-        }
+        let desired = fair_plan(record, book, Epoch(current.epoch.0 + 1), now_unix_ms);
         // Nothing was granted before the first plan: no step needed.
         if current.epoch == Epoch(0) {
             return Some(Command::CommitPlan(desired));
+        }
+        if desired.islands == current.islands {
+            return None;
         }
         let step = lowering_step(current, &desired);
         if step.islands != desired.islands {
@@ -278,57 +281,22 @@ fn reached_everywhere(record: &HubRecord, epoch: Epoch) -> bool {
         })
 }
 
-/// "Each gun on its own segment's modules, ties open" (see the module docs).
-pub fn own_modules_plan(record: &HubRecord, epoch: Epoch, now_unix_ms: u64) -> Plan {
-    let topology = record.topology();
-    let reserved: u64 = record
-        .snapshot()
-        .segments
-        .values()
-        .filter_map(|s| s.out_of_service.as_ref())
-        .map(|o| o.reserved.0)
-        .sum();
-    let active: Vec<&SegmentSpec> = topology
-        .segments
-        .iter()
-        .filter(|s| s.gun.is_some() && out_of_service(record, s.id).is_none())
-        .collect();
-    let pool = topology.site_limit.0.saturating_sub(reserved);
-    let share = u64::try_from(active.len())
-        .ok()
-        .filter(|&n| n > 0)
-        .map_or(0, |n| pool / n);
-    let islands = topology
-        .segments
-        .iter()
-        .map(|s| {
-            let on = active.iter().any(|a| a.id == s.id);
-            Island {
-                segments: vec![s.id],
-                gun: if on { s.gun } else { None },
-                modules: if on { s.modules.clone() } else { Vec::new() },
-                budget: Watts(if on { share } else { 0 }),
-            }
-        })
-        .collect();
-    let out: Vec<String> = topology
+/// The planner's plan for epoch `epoch` of `record` (see the module docs).
+pub fn fair_plan(record: &HubRecord, book: &DemandBook, epoch: Epoch, now_unix_ms: u64) -> Plan {
+    let input = planner::from_record::input(record, book);
+    let planned = planner::plan(&input);
+    let served = planned.islands.iter().filter(|i| i.gun.is_some()).count();
+    let mut reason = format!("max-min fair: {served} gun(s) served");
+    let out: Vec<String> = record
+        .topology()
         .segments
         .iter()
         .filter_map(|s| out_of_service(record, s.id).map(|o| format!("{} ({})", s.id, o.reason)))
         .collect();
-    Plan {
-        epoch,
-        islands,
-        reason: if out.is_empty() {
-            "each gun on its own modules, ties open".to_owned()
-        } else {
-            format!(
-                "each gun on its own modules, ties open; out of service: {}",
-                out.join(", ")
-            )
-        },
-        proposed_unix_ms: now_unix_ms,
+    if !out.is_empty() {
+        reason.push_str(&format!("; out of service: {}", out.join(", ")));
     }
+    planned.to_plan(&input, epoch, reason, now_unix_ms)
 }
 
 #[cfg(test)]
@@ -353,16 +321,49 @@ mod tests {
         ["cab-a", "cab-b", "cab-c"].into_iter().map(cab).collect()
     }
 
-    /// A record and the requests the steward and the nodes made.
+    /// A book where every gun of `ring` (rated 500 kW, modules 50 kW) asks 200 kW.
+    fn everyone_asking(ring: &Topology) -> DemandBook {
+        let ratings = crate::demand::Ratings {
+            guns: ring
+                .segments
+                .iter()
+                .filter_map(|s| s.gun)
+                .map(|g| (g, Watts(500_000)))
+                .collect(),
+            modules: ring
+                .segments
+                .iter()
+                .flat_map(|s| s.modules.iter().map(|&m| (m, Watts(50_000))))
+                .collect(),
+        };
+        let mut book = DemandBook::new(ratings);
+        for gun in ring.segments.iter().filter_map(|s| s.gun) {
+            book.assume(gun, Watts(200_000));
+        }
+        book
+    }
+
+    /// A record, what the guns ask, and the requests the steward and the nodes made.
     struct Hub {
         record: HubRecord,
+        book: DemandBook,
         serial: u64,
     }
 
     impl Hub {
+        /// The demo hub (600 kW, six guns of 100 kW of modules each), every gun asking.
         fn new() -> Self {
+            Self::with_limit(Watts(600_000))
+        }
+
+        fn with_limit(site_limit: Watts) -> Self {
+            let ring = Topology {
+                site_limit,
+                ..demo_ring()
+            };
             Self {
-                record: HubRecord::new(Topology::from_config(&HubConfig::demo())),
+                book: everyone_asking(&ring),
+                record: HubRecord::new(ring),
                 serial: 0,
             }
         }
@@ -384,7 +385,7 @@ mod tests {
             alive: &BTreeSet<CabinetId>,
         ) -> Vec<Command> {
             let mut done = Vec::new();
-            while let Some(command) = steward.poll(now, &self.record, alive, 1) {
+            while let Some(command) = steward.poll(now, &self.record, alive, &self.book, 1) {
                 let outcome = self.apply("steward", command.clone());
                 assert!(
                     matches!(outcome, Outcome::Applied(_)),
@@ -446,9 +447,10 @@ mod tests {
             ringhub_proto::config::ModuleId(13),
         ];
         grown.segments.push(added);
+        hub.book = everyone_asking(&grown);
         let mut steward = Steward::new(t0, grown.clone(), HOLD, GRACE);
         assert_eq!(
-            steward.poll(t0, &hub.record, &all(), 1),
+            steward.poll(t0, &hub.record, &all(), &hub.book, 1),
             Some(Command::SetTopology(grown.clone())),
             "even in the grace period"
         );
@@ -468,10 +470,14 @@ mod tests {
     }
 
     #[test]
-    fn the_first_plan_gives_every_gun_its_own_modules_and_an_equal_share() {
+    fn the_first_plan_gives_every_asking_gun_its_own_modules_and_a_fair_share() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
         let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
-        assert_eq!(steward.poll(t0, &hub.record, &all(), 1), None, "grace");
+        assert_eq!(
+            steward.poll(t0, &hub.record, &all(), &hub.book, 1),
+            None,
+            "grace"
+        );
         let done = hub.settle(&mut steward, t0 + GRACE, &all());
         assert_eq!(done.len(), 1, "{done:?}");
         let plan = hub.record.plan().expect("plan");
@@ -492,6 +498,67 @@ mod tests {
             hub.settle(&mut steward, t0 + GRACE, &all()).is_empty(),
             "content"
         );
+    }
+
+    #[test]
+    fn budgets_follow_demand_and_a_new_gun_waits_for_the_others_to_lower_theirs() {
+        let t0 = Instant::now();
+        let ring = Topology {
+            site_limit: Watts(150_000),
+            ..demo_ring()
+        };
+        let mut hub = Hub {
+            book: DemandBook::new(crate::demand::Ratings::from_config(&HubConfig::demo())),
+            record: HubRecord::new(ring.clone()),
+            serial: 0,
+        };
+        let mut steward = Steward::new(t0, ring.clone(), HOLD, GRACE);
+        let t1 = t0 + GRACE;
+        assert_eq!(
+            hub.settle(&mut steward, t1, &all()).len(),
+            1,
+            "the first plan"
+        );
+        assert_eq!(hub.budgets(), vec![0; 6], "nobody asks");
+        // Gun 0 asks: it gets what its modules give.
+        hub.book = everyone_asking(&Topology {
+            segments: ring.segments[..1].to_vec(),
+            ..ring.clone()
+        });
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1, "the step");
+        assert_eq!(
+            hub.budgets()[0],
+            0,
+            "raised only once every node applied the step"
+        );
+        for node in ["cab-a", "cab-b", "cab-c"] {
+            hub.report(node, TieObservation::Open);
+        }
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1, "the raise");
+        assert_eq!(hub.budgets()[0], 100_000);
+        for node in ["cab-a", "cab-b", "cab-c"] {
+            hub.report(node, TieObservation::Open);
+        }
+        // Gun 2 asks too: 150 kW are shared 75/75, gun 0 lowered first.
+        hub.book = everyone_asking(&Topology {
+            segments: vec![ring.segments[0].clone(), ring.segments[2].clone()],
+            ..ring.clone()
+        });
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1);
+        assert_eq!(
+            hub.budgets()[..3],
+            [75_000, 0, 0],
+            "lowered, not yet raised"
+        );
+        assert!(
+            hub.settle(&mut steward, t1, &all()).is_empty(),
+            "nodes have not applied it"
+        );
+        for node in ["cab-a", "cab-b", "cab-c"] {
+            hub.report(node, TieObservation::Open);
+        }
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1);
+        assert_eq!(hub.budgets()[..3], [75_000, 0, 75_000]);
     }
 
     #[test]
@@ -528,7 +595,7 @@ mod tests {
             hub.settle(&mut steward, t2, &all()).is_empty(),
             "no report since"
         );
-        hub.report("cab-b", TieObservation::WeldedClosed);
+        hub.report("cab-b", TieObservation::Closed);
         assert!(hub.settle(&mut steward, t2, &all()).is_empty());
         assert_eq!(steward.poll_timeout(t2), Some(t1 + HOLD));
         let t3 = t1 + HOLD;
@@ -566,8 +633,9 @@ mod tests {
 
     #[test]
     fn budgets_fall_before_they_rise_so_any_mix_of_two_epochs_keeps_s8() {
-        let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        // 300 kW for six guns of 100 kW: each change of who is in service moves budgets.
+        let (mut hub, t0) = (Hub::with_limit(Watts(300_000)), Instant::now());
+        let mut steward = Steward::new(t0, hub.record.topology().clone(), HOLD, GRACE);
         let t1 = t0 + GRACE;
         hub.settle(&mut steward, t1, &all());
         let limit = hub.record.topology().site_limit.0;

@@ -145,8 +145,9 @@ pub async fn report_loop(
 
 #[cfg(test)]
 mod tests {
+    use ringhub_cluster::demand::{DemandBook, Ratings};
     use ringhub_cluster::record::{OutOfService, Topology, Watts};
-    use ringhub_cluster::steward::own_modules_plan;
+    use ringhub_cluster::steward::fair_plan;
     use ringhub_proto::config::HubConfig;
 
     use super::*;
@@ -178,7 +179,11 @@ mod tests {
             ],
             "the initial plan grants nothing"
         );
-        let plan = own_modules_plan(&record, Epoch(1), 1);
+        let mut book = DemandBook::new(Ratings::from_config(&HubConfig::demo()));
+        for gun in 0..6 {
+            book.assume(ringhub_proto::config::GunId(gun), Watts(200_000));
+        }
+        let plan = fair_plan(&record, &book, Epoch(1), 1);
         apply(&mut record, 1, Command::CommitPlan(plan));
         assert_eq!(
             budgets(&record, &cab("cab-b")),
@@ -199,7 +204,7 @@ mod tests {
                 }),
             },
         );
-        let plan = own_modules_plan(&record, Epoch(2), 2);
+        let plan = fair_plan(&record, &book, Epoch(2), 2);
         apply(&mut record, 3, Command::CommitPlan(plan));
         let got = budgets(&record, &cab("cab-b"));
         assert_eq!(got[0], (SegmentId(2), Kilowatts(100.0)), "its reserve");

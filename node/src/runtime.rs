@@ -133,6 +133,7 @@ pub async fn run(
                 data_dir: options.data_dir.clone(),
                 topology: Topology::from_config(config),
                 hold: ringhub_cluster::lease::LEASE + Timing::default().watchdog,
+                ratings: ringhub_cluster::demand::Ratings::from_config(config),
             },
         )
         .await?,

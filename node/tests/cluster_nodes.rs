@@ -23,18 +23,14 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::cluster::{hub_args, ringhub, segment_status, status};
 use common::{
     NodeArgs, NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, ev,
     eventually, free_port, gun, inject, scrape, start_sim, state,
 };
 use ringhub_proto::config::{DEMO_TOML, HubConfig};
-use ringhub_sim::server::Sim;
 use ringhub_sim::world::{Action, FaultKind};
 use serde_json::Value;
-
-const CABINETS: [&str; 3] = ["cab-a", "cab-b", "cab-c"];
 
 /// The leader id every node of `nodes` reports, once they all report the same one, other
 /// than `not`.
@@ -60,52 +56,6 @@ async fn agreed_leader(nodes: &[&NodeProcess], not: Option<u64>, what: &str) -> 
         }
     })
     .await
-}
-
-/// The three nodes' start arguments: each listens on its own loopback port and connects
-/// to the two others.
-fn hub_args(sim: &Sim, dir: &TempDir) -> Vec<NodeArgs> {
-    let endpoints: Vec<String> = CABINETS
-        .iter()
-        .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
-        .collect();
-    CABINETS
-        .iter()
-        .enumerate()
-        .map(|(i, &cabinet)| NodeArgs {
-            node: cabinet,
-            auth: "free",
-            config: None,
-            data_dir: dir.path().join(cabinet),
-            socketcand: sim.socketcand_addr(),
-            zenoh_listen: Some(endpoints[i].clone()),
-            zenoh_connect: endpoints
-                .iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, e)| e.clone())
-                .collect(),
-        })
-        .collect()
-}
-
-/// Runs the `ringhub` CLI with `args`, reaching the hub through `endpoints`; its stdout
-/// when it succeeds, its stderr when it fails.
-async fn ringhub(args: &[&str], endpoints: &[String]) -> Result<String, String> {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ringhub"));
-    command.args(args).kill_on_drop(true);
-    for endpoint in endpoints {
-        command.args(["--connect", endpoint]);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(10), command.output())
-        .await
-        .map_err(|_| format!("ringhub {args:?} took longer than 10 s"))?
-        .map_err(|e| format!("ringhub {args:?}: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
 }
 
 /// Every latch (active and cleared) as `ringhub faults --all --json` lists it.
@@ -320,21 +270,6 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
     .await;
 }
 
-/// `ringhub status --json`.
-async fn status(endpoints: &[String]) -> Result<Value, String> {
-    let out = ringhub(&["status", "--json"], endpoints).await?;
-    serde_json::from_str(&out).map_err(|e| format!("status JSON: {e}: {out}"))
-}
-
-/// The record's view of segment `id` in a status; null while the record has no ring.
-fn segment_status(status: &Value, id: u64) -> &Value {
-    static NONE: Value = Value::Null;
-    status["segments"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["segment"] == id))
-        .unwrap_or(&NONE)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_is_planned_around_and_rejoins_when_it_resumes() {
     bounded(async {
@@ -450,7 +385,8 @@ async fn a_paused_node_is_planned_around_and_rejoins_when_it_resumes() {
                 .iter()
                 .find(|n| n["node"] == "cab-b")
                 .and_then(|n| n["reached_epoch"].as_u64());
-            if all_answered && back && epoch > replanned_epoch && b_reached == Some(epoch) {
+            // Gun 2's session ended when its PLC tripped: the plan may stay as it was.
+            if all_answered && back && epoch >= replanned_epoch && b_reached == Some(epoch) {
                 Ok(())
             } else {
                 Err(format!("{status}"))
@@ -605,15 +541,13 @@ async fn a_cabinet_added_to_the_config_joins_as_a_learner_then_a_voter() {
                     .any(|n| n["node"] == "cab-d" && n["answered"] == true);
                 let segments = status["segments"].as_array().cloned().unwrap_or_default();
                 let in_service = segments.iter().filter(|s| s["in_service"] == true).count();
-                let guns: Vec<u64> = status["islands"]
-                    .as_array()
-                    .map(|i| i.iter().filter_map(|i| i["gun"].as_u64()).collect())
-                    .unwrap_or_default();
+                // The plan places all eight segments (no EV asks: every island idle).
+                let islands = status["islands"].as_array().map_or(0, Vec::len);
                 if voters == 4
                     && d_answered
                     && segments.len() == 8
                     && in_service == 8
-                    && guns.len() == 8
+                    && islands == 8
                 {
                     Ok(())
                 } else {

@@ -66,6 +66,7 @@ async fn serve(index: usize, endpoints: Vec<String>, data_dir: PathBuf) -> Resul
             data_dir,
             topology: Topology::from_config(&hub),
             hold: ringhub_cluster::lease::LEASE + PLC_WATCHDOG,
+            ratings: ringhub_cluster::demand::Ratings::from_config(&hub),
         },
     )
     .await?;

@@ -25,6 +25,7 @@
 //!   an exhaustive search on every small ring in the tests.
 
 mod fairness;
+pub mod from_record;
 mod ring;
 mod search;
 pub mod what_if;

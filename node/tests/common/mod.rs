@@ -19,6 +19,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
 pub mod csms;
 
 use std::collections::{BTreeMap, BTreeSet};
