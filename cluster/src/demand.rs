@@ -5,24 +5,31 @@
 //! node keeps a book, so a new leader plans from fresh telemetry at once.
 //!
 //! - **A gun's demand**: nothing while no session wants power (idle, finished, faulted,
-//!   ramping down); while a session prepares, what the EV said it accepts at most
-//!   (ChargeParameterDiscovery), or the gun's rating before it said; while charging, the
-//!   current the EV asks at the voltage the meter reads. Always within the gun's rating.
+//!   ramping down); while a session prepares (up to and through precharge), what the EV
+//!   said it accepts at most (ChargeParameterDiscovery), or the gun's rating before it
+//!   said; once the EV is in CurrentDemand, the current it asks at the voltage the meter
+//!   reads. Always within the gun's rating.
 //! - **A module's power**: what its node says it can give after derating; nothing while
 //!   it is offline or faulted; its rating before anything is heard.
 //! - **Hysteresis**: a value the planner already planned with moves only when the new
 //!   one differs by more than [`BAND`] (or starts or stops being zero), so that a
-//!   tapering EV does not make a new plan epoch every second.
+//!   tapering EV does not make a new plan epoch every second. A rise counts at once; a
+//!   fall only once it has lasted [`FALL_HOLD`] (a dip while an EV ramps must not hand its
+//!   power away), except a fall to nothing (the session ended), which counts at once.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use ringhub_proto::config::{GunId, HubConfig, ModuleId};
-use ringhub_proto::v1::{self, SessionPhase};
+use ringhub_proto::v1::{self, HlcPhase, SessionPhase};
 
 use crate::record::Watts;
 
 /// Changes smaller than this (absolute, or 10 % of the value) do not re-plan.
 pub const BAND: Watts = Watts(5_000);
+
+/// How long a fall must last before the planner sees it.
+pub const FALL_HOLD: Duration = Duration::from_secs(2);
 
 /// A publication the book cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,32 +73,39 @@ impl Ratings {
     }
 }
 
-/// One value as last heard and as last planned with.
+/// One value as the planner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tracked {
-    /// The latest value.
-    heard: Watts,
-    /// The value the planner sees: moves only past the band.
+    /// The value the planner sees: moves only past the band, falls only after the hold.
     planned: Watts,
+    /// Since when every value heard has been below the band under `planned`.
+    falling_since: Option<Instant>,
 }
 
 impl Tracked {
     fn new(value: Watts) -> Self {
         Self {
-            heard: value,
             planned: value,
+            falling_since: None,
         }
     }
 
-    /// Takes `value`; true if the planned value moved.
-    fn hear(&mut self, value: Watts) -> bool {
-        self.heard = value;
-        if beyond_band(self.planned, value) {
-            self.planned = value;
-            true
-        } else {
-            false
+    /// Takes `value` heard at `now`; true if the planned value moved.
+    fn hear(&mut self, value: Watts, now: Instant) -> bool {
+        if !beyond_band(self.planned, value) {
+            self.falling_since = None;
+            return false;
         }
+        let falling = value < self.planned && value.0 > 0;
+        if falling {
+            let since = *self.falling_since.get_or_insert(now);
+            if now.duration_since(since) < FALL_HOLD {
+                return false;
+            }
+        }
+        self.planned = value;
+        self.falling_since = None;
+        true
     }
 }
 
@@ -134,8 +148,12 @@ impl DemandBook {
         }
     }
 
-    /// Takes a gun's session; true if the planner should plan again.
-    pub fn handle_gun(&mut self, session: &v1::GunSession) -> Result<bool, TelemetryError> {
+    /// Takes a gun's session heard at `now`; true if the planner should plan again.
+    pub fn handle_gun(
+        &mut self,
+        session: &v1::GunSession,
+        now: Instant,
+    ) -> Result<bool, TelemetryError> {
         let id = u16::try_from(session.gun_id)
             .ok()
             .map(GunId)
@@ -143,11 +161,15 @@ impl DemandBook {
             .ok_or(TelemetryError::UnknownGun(session.gun_id))?;
         let rating = self.ratings.guns.get(&id).copied().unwrap_or_default();
         let asked = gun_demand(session, rating);
-        Ok(self.guns.get_mut(&id).is_some_and(|t| t.hear(asked)))
+        Ok(self.guns.get_mut(&id).is_some_and(|t| t.hear(asked, now)))
     }
 
-    /// Takes a module's state; true if the planner should plan again.
-    pub fn handle_module(&mut self, state: &v1::ModuleState) -> Result<bool, TelemetryError> {
+    /// Takes a module's state heard at `now`; true if the planner should plan again.
+    pub fn handle_module(
+        &mut self,
+        state: &v1::ModuleState,
+        now: Instant,
+    ) -> Result<bool, TelemetryError> {
         let id = u16::try_from(state.module_id)
             .ok()
             .map(ModuleId)
@@ -159,7 +181,10 @@ impl DemandBook {
         } else {
             Watts(0)
         };
-        Ok(self.modules.get_mut(&id).is_some_and(|t| t.hear(can_give)))
+        Ok(self
+            .modules
+            .get_mut(&id)
+            .is_some_and(|t| t.hear(can_give, now)))
     }
 
     /// Sets what `gun` asks as if it had been heard, for simulations and tests.
@@ -194,13 +219,7 @@ fn gun_demand(session: &v1::GunSession, rating: Watts) -> Watts {
         | SessionPhase::Finished
         | SessionPhase::Faulted
         | SessionPhase::RampingDown => Watts(0),
-        SessionPhase::Authorising | SessionPhase::WaitingForPower | SessionPhase::Precharge => {
-            match (session.ev_max_voltage_dv, session.ev_max_current_da) {
-                (0, _) | (_, 0) => rating,
-                (dv, da) => watts(dv, da),
-            }
-        }
-        SessionPhase::Charging => {
+        SessionPhase::Charging if session.hlc_phase() == HlcPhase::CurrentDemand => {
             let volts = session
                 .meter
                 .as_ref()
@@ -209,6 +228,13 @@ fn gun_demand(session: &v1::GunSession, rating: Watts) -> Watts {
                 .unwrap_or(session.ev_target_voltage_dv);
             watts(volts, session.ev_target_current_da)
         }
+        SessionPhase::Authorising
+        | SessionPhase::WaitingForPower
+        | SessionPhase::Precharge
+        | SessionPhase::Charging => match (session.ev_max_voltage_dv, session.ev_max_current_da) {
+            (0, _) | (_, 0) => rating,
+            (dv, da) => watts(dv, da),
+        },
     };
     asked.min(rating)
 }
@@ -234,65 +260,87 @@ mod tests {
         session
     }
 
+    /// A session in CurrentDemand asking `da` deciamps at 400 V.
+    fn asking(da: u32) -> v1::GunSession {
+        session(SessionPhase::Charging, |s| {
+            s.set_hlc_phase(HlcPhase::CurrentDemand);
+            s.ev_target_voltage_dv = 4_000;
+            s.ev_target_current_da = da;
+        })
+    }
+
     #[test]
     fn a_preparing_session_asks_what_the_ev_accepts_or_the_rating() {
-        let mut book = book();
+        let (mut book, t0) = (book(), Instant::now());
         assert_eq!(book.demand(GunId(0)), Watts(0));
         let plugged = session(SessionPhase::Authorising, |_| {});
-        assert_eq!(book.handle_gun(&plugged), Ok(true));
+        assert_eq!(book.handle_gun(&plugged, t0), Ok(true));
+        assert_eq!(book.demand(GunId(0)), Watts(350_000));
+        // Charging, but the EV still in precharge with its 2 A: still preparing.
+        let closing = session(SessionPhase::Charging, |s| {
+            s.set_hlc_phase(HlcPhase::PreCharge);
+            s.ev_target_voltage_dv = 4_000;
+            s.ev_target_current_da = 20;
+        });
+        assert_eq!(book.handle_gun(&closing, t0), Ok(false));
         assert_eq!(book.demand(GunId(0)), Watts(350_000));
         let told = session(SessionPhase::Precharge, |s| {
             s.ev_max_voltage_dv = 4_000; // 400 V
             s.ev_max_current_da = 2_000; // 200 A
         });
-        assert_eq!(book.handle_gun(&told), Ok(true));
+        let later = t0 + FALL_HOLD;
+        assert_eq!(book.handle_gun(&told, t0), Ok(false), "a fall waits");
+        assert_eq!(book.handle_gun(&told, later), Ok(true));
         assert_eq!(book.demand(GunId(0)), Watts(80_000));
     }
 
     #[test]
     fn a_charging_session_asks_its_current_at_the_metered_voltage() {
-        let mut book = book();
-        let charging = session(SessionPhase::Charging, |s| {
-            s.ev_target_voltage_dv = 4_500;
-            s.ev_target_current_da = 1_500; // 150 A
-            s.meter = Some(v1::MeterReading {
-                voltage_dv: 4_000, // 400 V
-                ..Default::default()
-            });
+        let (mut book, t0) = (book(), Instant::now());
+        let mut charging = asking(1_500); // 150 A
+        charging.ev_target_voltage_dv = 4_500;
+        charging.meter = Some(v1::MeterReading {
+            voltage_dv: 4_000, // 400 V
+            ..Default::default()
         });
-        assert_eq!(book.handle_gun(&charging), Ok(true));
+        assert_eq!(book.handle_gun(&charging, t0), Ok(true));
         assert_eq!(book.demand(GunId(0)), Watts(60_000));
         // Past the rating, the rating.
-        let greedy = session(SessionPhase::Charging, |s| {
-            s.ev_target_voltage_dv = 9_000;
-            s.ev_target_current_da = 9_000;
-        });
-        book.handle_gun(&greedy).expect("known gun");
+        book.handle_gun(&asking(9_000), t0).expect("known gun");
         assert_eq!(book.demand(GunId(0)), Watts(350_000));
     }
 
     #[test]
-    fn small_changes_stay_inside_the_band_and_stopping_always_counts() {
-        let mut book = book();
-        let at = |amps_da: u32| {
-            session(SessionPhase::Charging, |s| {
-                s.ev_target_voltage_dv = 4_000;
-                s.ev_target_current_da = amps_da;
-            })
-        };
-        assert_eq!(book.handle_gun(&at(2_500)), Ok(true)); // 100 kW
-        assert_eq!(book.handle_gun(&at(2_300)), Ok(false)); // 92 kW: within 10 kW
+    fn rises_count_at_once_falls_after_the_hold_and_stopping_at_once() {
+        let (mut book, t0) = (book(), Instant::now());
+        assert_eq!(book.handle_gun(&asking(2_500), t0), Ok(true)); // 100 kW
+        assert_eq!(book.handle_gun(&asking(2_300), t0), Ok(false)); // 92 kW: within 10 kW
         assert_eq!(book.demand(GunId(0)), Watts(100_000));
-        assert_eq!(book.handle_gun(&at(2_000)), Ok(true)); // 80 kW
-        assert_eq!(book.demand(GunId(0)), Watts(80_000));
+        // A dip to 40 kW that does not last is not planned with.
+        assert_eq!(book.handle_gun(&asking(1_000), t0), Ok(false));
+        assert_eq!(
+            book.handle_gun(&asking(2_500), t0 + FALL_HOLD / 2),
+            Ok(false)
+        );
+        assert_eq!(book.handle_gun(&asking(1_000), t0 + FALL_HOLD), Ok(false));
+        assert_eq!(book.demand(GunId(0)), Watts(100_000));
+        // One that lasts is.
+        let t1 = t0 + FALL_HOLD * 2;
+        assert_eq!(book.handle_gun(&asking(1_000), t1), Ok(true));
+        assert_eq!(book.demand(GunId(0)), Watts(40_000));
+        assert_eq!(
+            book.handle_gun(&asking(3_000), t1),
+            Ok(true),
+            "a rise at once"
+        );
         let done = session(SessionPhase::RampingDown, |_| {});
-        assert_eq!(book.handle_gun(&done), Ok(true));
+        assert_eq!(book.handle_gun(&done, t1), Ok(true), "a stop at once");
         assert_eq!(book.demand(GunId(0)), Watts(0));
     }
 
     #[test]
     fn a_module_gives_its_derated_power_and_nothing_when_faulted_or_offline() {
-        let mut book = book();
+        let (mut book, t0) = (book(), Instant::now());
         assert_eq!(book.available(ModuleId(4)), Watts(50_000));
         let state = |online: bool, available_w: u32, faulted: bool| v1::ModuleState {
             module_id: 4,
@@ -301,28 +349,39 @@ mod tests {
             faults: if faulted { vec![1] } else { vec![] },
             ..Default::default()
         };
-        assert_eq!(book.handle_module(&state(true, 30_000, false)), Ok(true));
+        let later = t0 + FALL_HOLD;
+        assert_eq!(
+            book.handle_module(&state(true, 30_000, false), t0),
+            Ok(false)
+        );
+        assert_eq!(
+            book.handle_module(&state(true, 30_000, false), later),
+            Ok(true)
+        );
         assert_eq!(book.available(ModuleId(4)), Watts(30_000));
-        assert_eq!(book.handle_module(&state(true, 30_000, true)), Ok(true));
-        assert_eq!(book.available(ModuleId(4)), Watts(0));
-        book.handle_module(&state(true, 60_000, false))
+        assert_eq!(
+            book.handle_module(&state(true, 30_000, true), later),
+            Ok(true)
+        );
+        assert_eq!(book.available(ModuleId(4)), Watts(0), "faulted: at once");
+        book.handle_module(&state(true, 60_000, false), later)
             .expect("known");
         assert_eq!(
             book.available(ModuleId(4)),
             Watts(50_000),
             "never above its rating"
         );
-        book.handle_module(&state(false, 50_000, false))
+        book.handle_module(&state(false, 50_000, false), later)
             .expect("known");
         assert_eq!(book.available(ModuleId(4)), Watts(0));
     }
 
     #[test]
     fn publications_about_unknown_guns_and_modules_are_refused() {
-        let mut book = book();
+        let (mut book, t0) = (book(), Instant::now());
         let stranger = session(SessionPhase::Charging, |s| s.gun_id = 70_000);
         assert_eq!(
-            book.handle_gun(&stranger),
+            book.handle_gun(&stranger, t0),
             Err(TelemetryError::UnknownGun(70_000))
         );
         let state = v1::ModuleState {
@@ -330,7 +389,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            book.handle_module(&state),
+            book.handle_module(&state, t0),
             Err(TelemetryError::UnknownModule(9))
         );
     }

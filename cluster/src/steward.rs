@@ -120,20 +120,15 @@ impl Steward {
         if current.epoch == Epoch(0) {
             return Some(Command::CommitPlan(desired));
         }
-        if desired.islands == current.islands {
+        // Two epochs at most are ever in force at once: the next waits for every node in
+        // service to have applied this one.
+        if desired.islands == current.islands || !reached_everywhere(record, current.epoch) {
             return None;
         }
-        let step = lowering_step(current, &desired);
-        if step.islands != desired.islands {
-            if step.islands != current.islands {
-                return Some(Command::CommitPlan(step));
-            }
-            // The lowering is in force: raise once every node in service applied it.
-            if !reached_everywhere(record, current.epoch) {
-                return None;
-            }
-        }
-        Some(Command::CommitPlan(desired))
+        let limit = planner::from_record::input(record, book).site_limit;
+        Some(Command::CommitPlan(transition_step(
+            current, &desired, limit,
+        )))
     }
 
     /// A cabinet without its token: its in-service segments go out of service.
@@ -237,30 +232,51 @@ fn ties_open(record: &HubRecord, cabinet: &CabinetId) -> bool {
         })
 }
 
-/// The first of two epochs from `current` to `desired`, break-before-make for budgets:
-/// each gun keeps the lower of its two budgets and a gun new to the plan gets none yet,
-/// so that the sum of budgets stays under the site limit (S8) whichever nodes apply
-/// which epoch first.
-pub fn lowering_step(current: &Plan, desired: &Plan) -> Plan {
+/// The next epoch on the way from `current` to `desired`, break-before-make for budgets:
+/// every budget that falls falls now; one that rises rises now only as far as the power
+/// `limit` leaves when each gun is counted at the larger of its two budgets, so that S8
+/// holds whichever nodes apply which of the two epochs first. What does not fit rises in
+/// a later epoch, once the falls are in force everywhere. `desired` itself when
+/// everything fits.
+pub fn transition_step(current: &Plan, desired: &Plan, limit: Watts) -> Plan {
     let old: BTreeMap<_, Watts> = current
         .islands
         .iter()
         .filter_map(|i| i.gun.map(|g| (g, i.budget)))
         .collect();
-    let islands = desired
+    // Before any rise, the larger of each gun's two budgets is its old one.
+    let held: u64 = old.values().map(|b| b.0).sum();
+    let mut headroom = limit.0.saturating_sub(held);
+    let islands: Vec<Island> = desired
         .islands
         .iter()
-        .map(|island| Island {
-            budget: island
-                .gun
-                .and_then(|g| old.get(&g))
-                .map_or(Watts(0), |&before| before.min(island.budget)),
-            ..island.clone()
+        .map(|island| {
+            let Some(gun) = island.gun else {
+                return island.clone();
+            };
+            let before = old.get(&gun).copied().unwrap_or_default();
+            let budget = if island.budget <= before {
+                island.budget
+            } else {
+                let rise = (island.budget.0 - before.0).min(headroom);
+                headroom -= rise;
+                Watts(before.0 + rise)
+            };
+            Island {
+                budget,
+                ..island.clone()
+            }
         })
         .collect();
+    if islands == desired.islands {
+        return desired.clone();
+    }
     Plan {
         islands,
-        reason: format!("{} (lowering budgets first)", desired.reason),
+        reason: format!(
+            "{} (falls first, rises as the limit allows)",
+            desired.reason
+        ),
         ..desired.clone()
     }
 }
@@ -351,9 +367,9 @@ mod tests {
     }
 
     impl Hub {
-        /// The demo hub (600 kW, six guns of 100 kW of modules each), every gun asking.
+        /// The demo hub (400 kW, six guns of 100 kW of modules each), every gun asking.
         fn new() -> Self {
-            Self::with_limit(Watts(600_000))
+            Self::with_limit(demo_ring().site_limit)
         }
 
         fn with_limit(site_limit: Watts) -> Self {
@@ -501,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn budgets_follow_demand_and_a_new_gun_waits_for_the_others_to_lower_theirs() {
+    fn budgets_follow_demand_and_a_new_gun_rises_as_the_others_fall() {
         let t0 = Instant::now();
         let ring = Topology {
             site_limit: Watts(150_000),
@@ -525,21 +541,20 @@ mod tests {
             segments: ring.segments[..1].to_vec(),
             ..ring.clone()
         });
-        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1, "the step");
-        assert_eq!(
-            hub.budgets()[0],
-            0,
-            "raised only once every node applied the step"
+        assert!(
+            hub.settle(&mut steward, t1, &all()).is_empty(),
+            "epoch 1 is not applied yet"
         );
         for node in ["cab-a", "cab-b", "cab-c"] {
             hub.report(node, TieObservation::Open);
         }
-        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1, "the raise");
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1, "room for it");
         assert_eq!(hub.budgets()[0], 100_000);
         for node in ["cab-a", "cab-b", "cab-c"] {
             hub.report(node, TieObservation::Open);
         }
-        // Gun 2 asks too: 150 kW are shared 75/75, gun 0 lowered first.
+        // Gun 2 asks too: 150 kW are shared 75/75; gun 0 falls to 75 and gun 2 gets the
+        // 50 kW left beside gun 0's old 100, then the rest once that is applied.
         hub.book = everyone_asking(&Topology {
             segments: vec![ring.segments[0].clone(), ring.segments[2].clone()],
             ..ring.clone()
@@ -547,8 +562,8 @@ mod tests {
         assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1);
         assert_eq!(
             hub.budgets()[..3],
-            [75_000, 0, 0],
-            "lowered, not yet raised"
+            [75_000, 0, 50_000],
+            "what fits beside the old budgets"
         );
         assert!(
             hub.settle(&mut steward, t1, &all()).is_empty(),
@@ -567,6 +582,9 @@ mod tests {
         let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
         let t1 = t0 + GRACE;
         hub.settle(&mut steward, t1, &all());
+        for node in ["cab-a", "cab-b", "cab-c"] {
+            hub.report(node, TieObservation::Open);
+        }
         let limit = hub.record.topology().site_limit.0;
         let share = limit / 6;
 
@@ -586,7 +604,15 @@ mod tests {
         assert_eq!((budgets[2], budgets[3]), (0, 0), "idle in the plan");
         let granted: u64 = budgets.iter().sum();
         assert!(granted + 2 * share <= limit, "S8 with the reserve");
-        assert_eq!(budgets[0], (limit - 2 * share) / 4);
+        // What cab-b's guns had goes to the others once the two others applied that.
+        for node in ["cab-a", "cab-c"] {
+            hub.report(node, TieObservation::Open);
+        }
+        assert_eq!(hub.settle(&mut steward, t1, &without_b).len(), 1);
+        assert_eq!(hub.budgets()[0], (limit - 2 * share) / 4);
+        for node in ["cab-a", "cab-c"] {
+            hub.report(node, TieObservation::Open);
+        }
 
         // Its report from before the loss does not count; one made since, with a tie
         // that reads closed, does not do either, nor does any before the hold passed.
@@ -608,26 +634,9 @@ mod tests {
         // Its ties read open at the epoch in force: it rejoins, and the plan shares again.
         hub.report("cab-b", TieObservation::Open);
         let done = hub.settle(&mut steward, t3, &all());
-        assert_eq!(
-            done.len(),
-            3,
-            "two segments back, the lowering step: {done:?}"
-        );
+        assert_eq!(done.len(), 3, "two segments back, one plan: {done:?}");
         assert!(hub.out(2).is_none() && hub.out(3).is_none());
-        assert_eq!(
-            hub.budgets(),
-            vec![share, share, 0, 0, share, share],
-            "its guns get their budget only once every node applied the step"
-        );
-        for node in ["cab-a", "cab-b"] {
-            hub.report(node, TieObservation::Open);
-        }
-        assert!(
-            hub.settle(&mut steward, t3, &all()).is_empty(),
-            "cab-c has not"
-        );
-        hub.report("cab-c", TieObservation::Open);
-        assert_eq!(hub.settle(&mut steward, t3, &all()).len(), 1);
+        // The reserve is free again: its guns' shares fit beside the others' at once.
         assert_eq!(hub.budgets(), vec![share; 6]);
     }
 

@@ -4,6 +4,8 @@
 //! or names a gun or module the hub does not have, is logged, counted
 //! (`ringhub_telemetry_rejected_total`) and skipped.
 
+use std::time::Instant;
+
 use prost::Message;
 use ringhub_proto::v1;
 use tokio::sync::watch;
@@ -49,8 +51,12 @@ impl Telemetry {
             let bytes = sample.payload().to_bytes();
             let key = sample.key_expr().as_str();
             let heard = match kind {
-                "gun" => hear(&book, &bytes, |b, s: v1::GunSession| b.handle_gun(&s)),
-                _ => hear(&book, &bytes, |b, s: v1::ModuleState| b.handle_module(&s)),
+                "gun" => hear(&book, &bytes, |b, s: v1::GunSession| {
+                    b.handle_gun(&s, Instant::now())
+                }),
+                _ => hear(&book, &bytes, |b, s: v1::ModuleState| {
+                    b.handle_module(&s, Instant::now())
+                }),
             };
             if let Err(error) = heard {
                 metrics::counter!(TELEMETRY_REJECTED, "kind" => kind).increment(1);

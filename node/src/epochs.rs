@@ -180,7 +180,8 @@ mod tests {
             "the initial plan grants nothing"
         );
         let mut book = DemandBook::new(Ratings::from_config(&HubConfig::demo()));
-        for gun in 0..6 {
+        // Guns 0 to 3 ask 200 kW each: their modules give 100 kW, the site 400 kW.
+        for gun in 0..4 {
             book.assume(ringhub_proto::config::GunId(gun), Watts(200_000));
         }
         let plan = fair_plan(&record, &book, Epoch(1), 1);
@@ -208,7 +209,7 @@ mod tests {
         apply(&mut record, 3, Command::CommitPlan(plan));
         let got = budgets(&record, &cab("cab-b"));
         assert_eq!(got[0], (SegmentId(2), Kilowatts(100.0)), "its reserve");
-        assert_eq!(got[1], (SegmentId(3), Kilowatts(100.0)), "(600 - 100) / 5");
+        assert_eq!(got[1], (SegmentId(3), Kilowatts(100.0)), "(400 - 100) / 3");
     }
 
     #[test]

@@ -179,6 +179,8 @@ pub struct Publisher {
     active_faults: BTreeMap<String, v1::Fault>,
     /// `ringhub/<hub>/node/<node>/alive`, held while the publisher lives.
     alive: LivelinessToken,
+    /// The plan epoch the node has applied, stamped on gun sessions and segment states.
+    plan_epoch: u64,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -219,6 +221,7 @@ impl Publisher {
             publishers: HashMap::new(),
             active_faults: BTreeMap::new(),
             alive,
+            plan_epoch: 0,
         })
     }
 
@@ -229,6 +232,11 @@ impl Publisher {
 
     /// Publishes every segment, gun, module and local fault of `snapshots`, and the clear
     /// of every fault published before that is no longer there.
+    /// Stamps what follows with the plan epoch the node has applied.
+    pub fn set_plan_epoch(&mut self, epoch: u64) {
+        self.plan_epoch = epoch;
+    }
+
     pub async fn publish(&mut self, snapshots: &[SegmentSnapshot]) -> Result<(), PublishError> {
         let now = unix_ms();
         let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
@@ -236,12 +244,19 @@ impl Publisher {
         for snap in snapshots {
             let key = self.keys.segment(snap.segment);
             let header = self.sequencer.next(&key, now);
-            let state = convert::segment_state(snap, &self.origin.node, header);
+            let state = convert::segment_state(snap, &self.origin.node, self.plan_epoch, header);
             messages.push((key, state.encode_to_vec()));
             if let Some(gun) = &snap.gun {
                 let key = self.keys.gun(gun.gun);
                 let header = self.sequencer.next(&key, now);
-                let session = convert::gun_session(snap.segment, gun, &self.catalog, header, now);
+                let session = convert::gun_session(
+                    snap.segment,
+                    gun,
+                    &self.catalog,
+                    self.plan_epoch,
+                    header,
+                    now,
+                );
                 messages.push((key, session.encode_to_vec()));
             }
             for module in &snap.modules {

@@ -254,6 +254,8 @@ struct Published {
     snapshots: Vec<SegmentSnapshot>,
     /// Bumped when something an observer must see at once changed (status, fault, session).
     urgent: u64,
+    /// The plan epoch the controllers' budgets come from (0: none yet).
+    plan_epoch: u64,
 }
 
 /// The control task's state.
@@ -605,6 +607,7 @@ impl Control {
             self.snapshots.send_replace(Published {
                 snapshots,
                 urgent: self.urgent,
+                plan_epoch: self.applied_epoch.map_or(0, |e| e.0),
             });
         }
     }
@@ -887,6 +890,7 @@ async fn publish_loop(
         let published = snapshots.borrow_and_update().clone();
         urgent_seen = published.urgent;
         crate::metrics::record(&published.snapshots, &hub, &cabinet);
+        publisher.set_plan_epoch(published.plan_epoch);
         if let Err(error) = publisher.publish(&published.snapshots).await {
             tracing::warn!(%error, "publish failed");
         }

@@ -51,14 +51,28 @@ fn the_demo_charges_its_evs_without_violations() {
         .expect("read stderr");
     assert!(status.success(), "demo failed: {status}\n{out}\n{err}");
     assert!(out.contains("referee: no safety violations"), "{out}");
-    // The last table shows the nodes reporting the scripted EVs charging, at power.
-    let last_table = out.rsplit("t=").next().unwrap_or_default();
-    let charging = last_table
+    // The last frame: the nodes report the scripted EVs charging on the plan's grants,
+    // which stay within the demo hub's 400 kW.
+    let last_frame = out.rsplit("t=").next().unwrap_or_default();
+    let granted: f64 = last_frame
+        .split("granted ")
+        .nth(1)
+        .and_then(|rest| rest.split(" kW").next())
+        .and_then(|kw| kw.parse().ok())
+        .unwrap_or_else(|| panic!("no granted total in:\n{last_frame}"));
+    assert!(granted > 0.0 && granted <= 400.0, "{last_frame}");
+    let charging = last_frame
         .lines()
-        .filter(|line| line.contains("charging       charging"))
+        .filter(|line| line.contains('│'))
+        .filter(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            // gun, segment, cabinet, OCPP status, phase, grant kW, │, …
+            columns.get(4) == Some(&"charging")
+                && columns.get(5).and_then(|kw| kw.parse::<f64>().ok()) > Some(0.0)
+        })
         .count();
     assert!(
         charging >= 3,
-        "at least three guns charging at the end:\n{last_table}"
+        "at least three guns charging on a grant at the end:\n{last_frame}"
     );
 }

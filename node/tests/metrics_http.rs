@@ -75,6 +75,7 @@ fn snapshot(contactor_operations: u64) -> SegmentSnapshot {
             offered_current: Amps(130.5),
             power: Kilowatts(48.16),
             last_stop: None,
+            budget: None,
         }),
         modules: vec![ModuleSnapshot {
             module: ModuleId(2),

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 /// The demo hub with a 150 kW grid connection: two guns of 100 kW of modules contend.
 fn tight_hub() -> String {
-    let tight = DEMO_TOML.replace("site_limit_kw = 600", "site_limit_kw = 150");
+    let tight = DEMO_TOML.replace("site_limit_kw = 400", "site_limit_kw = 150");
     assert_ne!(tight, DEMO_TOML, "the demo config names its site limit");
     tight
 }

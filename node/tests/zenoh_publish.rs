@@ -91,6 +91,7 @@ fn snapshot(faults: Vec<LocalFault>) -> SegmentSnapshot {
             offered_current: Amps(100.0),
             power: Kilowatts(40.05),
             last_stop: None,
+            budget: None,
         }),
         modules: vec![ModuleSnapshot {
             module: ModuleId(2),

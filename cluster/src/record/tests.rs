@@ -8,7 +8,10 @@ use ringhub_proto::config::{GunId, HubConfig, ModuleId, SegmentId};
 use super::*;
 
 fn ring() -> Topology {
-    Topology::from_config(&HubConfig::demo())
+    Topology {
+        site_limit: Watts(600_000),
+        ..Topology::from_config(&HubConfig::demo())
+    }
 }
 
 fn record() -> HubRecord {

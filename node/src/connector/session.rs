@@ -904,6 +904,7 @@ impl SegmentController {
             offered_current: Amps(round1(self.offered_current(now))),
             power: Kilowatts(round1(voltage * current / 1000.0)),
             last_stop: gun.last_stop,
+            budget: self.budget,
         }
     }
 }

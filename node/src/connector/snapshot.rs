@@ -100,6 +100,8 @@ pub struct GunSnapshot {
     pub power: Kilowatts,
     /// Why the last session ended, if it did.
     pub last_stop: Option<StopReason>,
+    /// What the plan in force grants the gun; `None` before a plan has.
+    pub budget: Option<Kilowatts>,
 }
 
 /// A meter reading and where it came from.

@@ -331,6 +331,7 @@ pub fn module_fault_bits(faults: &ModuleFaults) -> u32 {
 pub fn segment_state(
     snap: &SegmentSnapshot,
     cabinet: &CabinetId,
+    plan_epoch: u64,
     header: v1::Header,
 ) -> v1::SegmentState {
     v1::SegmentState {
@@ -361,18 +362,19 @@ pub fn segment_state(
         plc_online: snap.plc_online,
         plc_last_seen_ms: ms_u32(snap.plc_silent_for),
         relay_command_seq: u32::from(snap.relay_sequence),
-        // No plans before the cluster.
-        plan_epoch_reached: 0,
+        plan_epoch_reached: plan_epoch,
         // Local faults have no latch ids before the cluster; see `fault/…`.
         active_fault_ids: Vec::new(),
     }
 }
 
-/// `gun/<gun>/session`; `now_unix_ms` dates the meter reading.
+/// `gun/<gun>/session`, under the plan epoch the node applied; `now_unix_ms` dates the
+/// meter reading.
 pub fn gun_session(
     segment: SegmentId,
     gun: &GunSnapshot,
     catalog: &Catalog,
+    plan_epoch: u64,
     header: v1::Header,
     now_unix_ms: u64,
 ) -> v1::GunSession {
@@ -415,9 +417,8 @@ pub fn gun_session(
         // Not in the snapshot yet.
         ev_max_voltage_dv: 0,
         ev_max_current_da: 0,
-        // No plan grants before the cluster.
-        granted_power_w: 0,
-        plan_epoch: 0,
+        granted_power_w: gun.budget.map_or(0, watts_u32),
+        plan_epoch,
         ocpp_status: ocpp_status(gun.status) as i32,
         // No OCPP transaction before the OCPP issue.
         transaction_id: String::new(),

@@ -72,6 +72,7 @@ fn gun() -> GunSnapshot {
         offered_current: Amps(140.0),
         power: Kilowatts(60.2),
         last_stop: Some(StopReason::HlcFailed(HlcError::MessageTimeout)),
+        budget: Some(Kilowatts(75.5)),
     }
 }
 
@@ -145,7 +146,7 @@ fn units_round_and_clamp() {
 #[test]
 fn segment_state_field_by_field() {
     let snap = segment();
-    let state = segment_state(&snap, &cabinet(), header(5));
+    let state = segment_state(&snap, &cabinet(), 0, header(5));
     assert_eq!(state.header, Some(header(5)));
     assert_eq!(state.segment_id, 1);
     assert_eq!(state.cabinet_id, "cab-a");
@@ -205,7 +206,7 @@ fn tie_contactor_when_fitted() {
     let mut snap = segment();
     snap.mn = Some(view(false, false, false));
     snap.gc = None;
-    let state = segment_state(&snap, &cabinet(), header(1));
+    let state = segment_state(&snap, &cabinet(), 0, header(1));
     let caps = state.capabilities.expect("capabilities");
     assert!(caps.tie_fitted);
     assert!(!caps.gun_fitted);
@@ -240,6 +241,7 @@ fn gun_session_field_by_field() {
         SegmentId(1),
         &gun(),
         &catalog(),
+        7,
         header(9),
         1_700_000_000_500,
     );
@@ -283,8 +285,8 @@ fn gun_session_field_by_field() {
     assert_eq!(session.ev_target_current_da, 1501);
     assert_eq!(session.ev_max_voltage_dv, 0);
     assert_eq!(session.ev_max_current_da, 0);
-    assert_eq!(session.granted_power_w, 0);
-    assert_eq!(session.plan_epoch, 0);
+    assert_eq!(session.granted_power_w, 75_500);
+    assert_eq!(session.plan_epoch, 7);
     assert_eq!(session.ocpp_status, v1::OcppStatus::Charging as i32);
     assert_eq!(session.transaction_id, "");
     assert_eq!(session.session_started_unix_ms, None);
@@ -301,7 +303,7 @@ fn gun_session_without_ev() {
     idle.token = None;
     idle.meter = None;
     idle.soc = None;
-    let session = gun_session(SegmentId(1), &idle, &Catalog::default(), header(1), 0);
+    let session = gun_session(SegmentId(1), &idle, &Catalog::default(), 0, header(1), 0);
     assert_eq!(session.availability, v1::Availability::Inoperative as i32);
     assert_eq!(session.phase, v1::SessionPhase::Idle as i32);
     assert_eq!(session.ocpp_status, v1::OcppStatus::Unavailable as i32);

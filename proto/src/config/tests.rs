@@ -96,7 +96,7 @@ fn base_parses() {
 fn demo_has_the_expected_hub() {
     let hub = HubConfig::demo();
     assert_eq!(hub.hub.id, "demo");
-    assert_eq!(hub.hub.site_limit, Kilowatts(600.0));
+    assert_eq!(hub.hub.site_limit, Kilowatts(400.0));
     assert_eq!(hub.cabinets.len(), 3);
     assert_eq!(hub.segments.len(), 6);
     assert_eq!(hub.guns().count(), 6);
