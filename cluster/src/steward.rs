@@ -755,4 +755,61 @@ mod tests {
         assert!(!done.is_empty());
         assert!(hub.out(4).is_none() && hub.out(5).is_none());
     }
+
+    /// A plan granting `budgets[i]` to gun `i` on segment `i` alone (0: no gun).
+    fn plan_of(budgets: &[u64]) -> Plan {
+        Plan {
+            epoch: Epoch(1),
+            islands: budgets
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| Island {
+                    segments: vec![SegmentId(i as u16)],
+                    gun: (b > 0).then_some(ringhub_proto::config::GunId(i as u16)),
+                    modules: Vec::new(),
+                    budget: Watts(b),
+                })
+                .collect(),
+            reason: String::new(),
+            proposed_unix_ms: 0,
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_step_keeps_s8_for_any_mix_and_the_steps_reach_the_desired_plan(
+            (current, desired, limit) in (1usize..8).prop_flat_map(|n| (
+                proptest::collection::vec(0u64..200, n),
+                proptest::collection::vec(0u64..200, n),
+                300u64..1200,
+            ))
+        ) {
+            // Both ends keep S8 on their own, as the record checks.
+            let fit = |b: &[u64]| {
+                let total: u64 = b.iter().sum();
+                let scale = |x: u64| if total > limit { x * limit / total } else { x };
+                b.iter().map(|&x| scale(x)).collect::<Vec<u64>>()
+            };
+            let (current, desired) = (fit(&current), fit(&desired));
+            let mut from = plan_of(&current);
+            let to = plan_of(&desired);
+            for _ in 0..3 {
+                let step = transition_step(&from, &to, Watts(limit));
+                let worst: u64 = from
+                    .islands
+                    .iter()
+                    .zip(&step.islands)
+                    .map(|(a, b)| a.budget.0.max(b.budget.0))
+                    .sum();
+                prop_assert!(worst <= limit, "{worst} W over {limit} W");
+                if step.islands == to.islands {
+                    return Ok(());
+                }
+                from = step;
+            }
+            prop_assert!(false, "not there in three epochs");
+        }
+    }
 }
