@@ -44,16 +44,7 @@ fn hub(segments: u16, asking: impl Fn(u16) -> bool, dead: impl Fn(u16) -> bool) 
 /// about `budget`.
 fn measure(mut input: PlannerInput, budget: Duration) -> (Duration, Duration, Duration, usize) {
     let first = plan(&input);
-    input.current = Current {
-        closed_ties: first.closed_ties.clone(),
-        owners: first
-            .islands
-            .iter()
-            .filter_map(|i| i.gun.map(|g| (i, g)))
-            .flat_map(|(i, g)| i.modules.iter().map(move |&m| (m, g)))
-            .collect(),
-        energised: first.islands.iter().filter_map(|i| i.gun).collect(),
-    };
+    input.current = Current::of_planned(&first);
     let mut times = Vec::new();
     let started = Instant::now();
     while started.elapsed() < budget || times.len() < 5 {

@@ -50,8 +50,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use ringhub_cluster::planner::{
-    Current, GunDemand, ModulePower, Planned, PlannerInput, SegmentInput, TieState, plan,
-    water_fill,
+    Current, GunDemand, ModulePower, PlannerInput, SegmentInput, TieState, plan, water_fill,
 };
 use ringhub_cluster::record::Watts;
 use ringhub_proto::config::{GunId, ModuleId, SegmentId};
@@ -325,7 +324,7 @@ impl PlannerState {
         self.check(view, &input, &grants);
         self.plans += 1;
         self.moves += u64::from(planned.changes);
-        self.current = in_force(&planned);
+        self.current = Current::of_planned(&planned);
         grants
     }
 
@@ -364,20 +363,6 @@ impl PlannerState {
             self.below_greedy.0 += 1;
             self.below_greedy.1 = self.below_greedy.1.max(greedy_total - total);
         }
-    }
-}
-
-/// The contactors `planned` sets, as the next plan's plan in force.
-fn in_force(planned: &Planned) -> Current {
-    Current {
-        closed_ties: planned.closed_ties.clone(),
-        owners: planned
-            .islands
-            .iter()
-            .filter_map(|i| i.gun.map(|g| (i, g)))
-            .flat_map(|(i, g)| i.modules.iter().map(move |&m| (m, g)))
-            .collect(),
-        energised: planned.islands.iter().filter_map(|i| i.gun).collect(),
     }
 }
 

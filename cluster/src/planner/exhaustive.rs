@@ -49,7 +49,7 @@ pub(super) fn optimum(input: &PlannerInput) -> (Vec<Watts>, u32) {
 /// Islands of plannable positions under `closed`, each with every choice of served gun
 /// (none included): the cartesian product, as (island, gun) lists.
 fn served_choices(ring: &Ring, closed: &BTreeSet<usize>) -> Vec<Vec<(Vec<usize>, Option<GunId>)>> {
-    let islands = islands(ring, closed);
+    let islands = ring.runs(closed, &ring.plannable);
     let mut out: Vec<Vec<(Vec<usize>, Option<GunId>)>> = vec![Vec::new()];
     for island in islands {
         let mut guns: Vec<Option<GunId>> = vec![None];
@@ -72,35 +72,6 @@ fn served_choices(ring: &Ring, closed: &BTreeSet<usize>) -> Vec<Vec<(Vec<usize>,
             .collect();
     }
     out
-}
-
-/// Runs of plannable positions joined by closed ties.
-fn islands(ring: &Ring, closed: &BTreeSet<usize>) -> Vec<Vec<usize>> {
-    let n = ring.n;
-    let joined = |p: usize| closed.contains(&p) && ring.plannable[p] && ring.plannable[(p + 1) % n];
-    let starts: Vec<usize> = (0..n)
-        .filter(|&p| ring.plannable[p] && !joined((p + n - 1) % n))
-        .collect();
-    if starts.is_empty() {
-        let all: Vec<usize> = (0..n).filter(|&p| ring.plannable[p]).collect();
-        return if all.is_empty() {
-            Vec::new()
-        } else {
-            vec![all]
-        };
-    }
-    starts
-        .into_iter()
-        .map(|start| {
-            let mut run = vec![start];
-            let mut p = start;
-            while joined(p) {
-                p = (p + 1) % n;
-                run.push(p);
-            }
-            run
-        })
-        .collect()
 }
 
 /// The fairness vector and contactor moves of one plan.

@@ -110,6 +110,20 @@ pub struct Current {
 }
 
 impl Current {
+    /// The contactors as `planned` leaves them: the plan in force for the next one.
+    pub fn of_planned(planned: &Planned) -> Self {
+        Self {
+            closed_ties: planned.closed_ties.clone(),
+            owners: planned
+                .islands
+                .iter()
+                .filter_map(|i| i.gun.map(|g| (i, g)))
+                .flat_map(|(i, g)| i.modules.iter().map(move |&m| (m, g)))
+                .collect(),
+            energised: planned.islands.iter().filter_map(|i| i.gun).collect(),
+        }
+    }
+
     /// The contactors as `plan` sets them.
     pub fn of_plan(plan: &Plan) -> Self {
         Self {

@@ -254,7 +254,7 @@ impl<'a> Ring<'a> {
             .map(|arc| (arc.positions[0], arc.gun))
             .collect();
         let islands = self
-            .runs(&closed)
+            .runs(&closed, &self.in_service)
             .into_iter()
             .map(|run| {
                 let gun = served.get(&run[0]).copied();
@@ -285,18 +285,17 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// The islands: runs of in-service positions joined by closed ties, in ring order
-    /// from the first run that starts at or after position 0.
-    fn runs(&self, closed: &BTreeSet<usize>) -> Vec<Vec<usize>> {
+    /// The islands: runs of `member` positions joined by closed ties, in ring order from
+    /// the first run that starts at or after position 0.
+    pub(super) fn runs(&self, closed: &BTreeSet<usize>, member: &[bool]) -> Vec<Vec<usize>> {
         let n = self.n;
-        let joined =
-            |p: usize| closed.contains(&p) && self.in_service[p] && self.in_service[(p + 1) % n];
+        let joined = |p: usize| closed.contains(&p) && member[p] && member[(p + 1) % n];
         // A run starts where the tie before is not joined; none does on a welded loop.
         let starts: Vec<usize> = (0..n)
-            .filter(|&p| self.in_service[p] && !joined((p + n - 1) % n))
+            .filter(|&p| member[p] && !joined((p + n - 1) % n))
             .collect();
         if starts.is_empty() {
-            let all: Vec<usize> = (0..n).filter(|&p| self.in_service[p]).collect();
+            let all: Vec<usize> = (0..n).filter(|&p| member[p]).collect();
             return if all.is_empty() {
                 Vec::new()
             } else {

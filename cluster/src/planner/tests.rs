@@ -84,7 +84,7 @@ fn a_neighbour_arriving_gets_its_modules_back_and_both_charge() {
             .collect(),
     );
     let before = plan(&input);
-    input.current = current_of(&before);
+    input.current = Current::of_planned(&before);
     // Gun 1's EV arrives, asking 300 kW too: the six segments are split fairly.
     input.segments[1].gun = Some(GunDemand {
         id: GunId(1),
@@ -178,7 +178,7 @@ fn an_unchanged_ring_keeps_its_plan() {
             .collect(),
     );
     let first = plan(&input);
-    input.current = current_of(&first);
+    input.current = Current::of_planned(&first);
     let again = plan(&input);
     assert_eq!(again.changes, 0, "{again:?}");
     assert_eq!(again.islands, first.islands);
@@ -244,20 +244,6 @@ fn nothing_to_serve_leaves_every_gun_idle() {
     let planned = plan(&ring(0, (0..3).map(|s| seg(s, 100, &[50])).collect()));
     assert!(planned.islands.iter().all(|i| i.gun.is_none()));
     assert!(planned.grants.values().all(|w| w.0 == 0));
-}
-
-/// The contactors as `planned` leaves them.
-fn current_of(planned: &Planned) -> Current {
-    Current {
-        closed_ties: planned.closed_ties.clone(),
-        owners: planned
-            .islands
-            .iter()
-            .filter_map(|i| i.gun.map(|g| (i, g)))
-            .flat_map(|(i, g)| i.modules.iter().map(move |&m| (m, g)))
-            .collect(),
-        energised: planned.islands.iter().filter_map(|i| i.gun).collect(),
-    }
 }
 
 /// The record's view of `input`: its ring and segment states.
@@ -428,7 +414,7 @@ proptest! {
         prop_assert_eq!(&plan(&input), &planned);
         // Planned again from its own result, nothing moves.
         let mut again = input.clone();
-        again.current = current_of(&planned);
+        again.current = Current::of_planned(&planned);
         let replanned = plan(&again);
         prop_assert_eq!(replanned.fairness_vector(), planned.fairness_vector());
         prop_assert_eq!(replanned.changes, 0, "{:?} then {:?}", planned, replanned);
