@@ -16,9 +16,9 @@ use ringhub_node::ocpp::messages::OcppCall;
 use ringhub_node::ocpp::messages::charge_point::{
     BootNotificationRequest, HeartbeatRequest, RegistrationStatus,
 };
-use ringhub_node::ocpp::rpc::{Frame, MessageId};
+use ringhub_node::ocpp::rpc::{Call, Frame, MessageId};
 use ringhub_node::ocpp::transport::{
-    Connection, Reconnector, SecurityProfile, TransportConfig, TransportError,
+    CLOSE_TIMEOUT, Connection, Reconnector, SecurityProfile, TransportConfig, TransportError,
 };
 use ringhub_node::ocpp::types::CiString;
 use serde_json::Value;
@@ -351,6 +351,77 @@ async fn the_reconnector_retries_until_the_csms_accepts() {
         .expect("no retry loop")
         .unwrap_err();
     assert!(error.is_config_error(), "{error}");
+}
+
+/// A CSMS that accepts one connection with ocpp1.6 and then goes silent: it never reads
+/// again, so it neither takes frames nor answers a close. Returns its endpoint.
+async fn silent_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    let url = format!("ws://{}/ocpp", listener.local_addr().expect("bound"));
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let ws = tokio_tungstenite::accept_hdr_async(stream, Answer::Ocpp16)
+            .await
+            .expect("upgrade");
+        // Held open and never polled until the test's runtime ends.
+        std::future::pending::<()>().await;
+        drop(ws);
+    });
+    url
+}
+
+#[tokio::test]
+async fn close_gives_up_on_a_csms_that_never_answers() {
+    let url = silent_server().await;
+    let connection = Connection::connect(&TransportConfig::new(url, "CP-1"))
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let error = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(2), connection.close())
+        .await
+        .expect("close returns within its limit")
+        .unwrap_err();
+    assert!(
+        started.elapsed() >= CLOSE_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, TransportError::Closed { .. }), "{error}");
+    assert!(
+        error.to_string().contains("did not answer the close"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_send_the_csms_never_takes_fails_as_a_lost_connection() {
+    let url = silent_server().await;
+    let mut config = TransportConfig::new(url, "CP-1");
+    config.send_timeout = Duration::from_millis(200);
+    let mut connection = Connection::connect(&config).await.expect("connect");
+    // 1 MB frames fill the socket buffers of both ends within a few dozen sends.
+    let frame = Frame::Call(Call {
+        id: MessageId::new("big").expect("a short id"),
+        action: "DataTransfer".into(),
+        payload: serde_json::json!({ "vendorId": "ringhub", "data": "x".repeat(1 << 20) }),
+    });
+    let error = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Err(error) = connection.send(&frame).await {
+                return error;
+            }
+        }
+    })
+    .await
+    .expect("a send fails within its limit");
+    assert!(matches!(error, TransportError::Closed { .. }), "{error}");
+    assert!(!error.is_config_error());
+    assert!(
+        error.to_string().contains("took no frame within 200ms"),
+        "{error}"
+    );
 }
 
 /// A test CA and a certificate for 127.0.0.1 signed by it, as PEM files in a fresh

@@ -29,6 +29,13 @@
 //!   restart cut, then lets the dispenser stop them.
 //! - **Reset**: when the dispenser says a Reset is due, the task closes the connection
 //!   and connects again at once (a new BootNotification).
+//! - **Shutdown**: the task sends what the charge point has ready, closes the connection
+//!   and returns, however silent the CSMS is: [`Connection::send`] gives up after
+//!   [`SEND_TIMEOUT`](super::transport::SEND_TIMEOUT) and ends the connection like any
+//!   lost one, [`Connection::close`] after
+//!   [`CLOSE_TIMEOUT`](super::transport::CLOSE_TIMEOUT). Every journal write happens inside `Driver::input`, before the frames
+//!   it produced are sent, so giving up on the CSMS never cuts one short, and
+//!   [`Drivers::join`] returns only once every write is done.
 
 use std::time::{Duration, Instant};
 

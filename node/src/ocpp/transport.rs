@@ -19,6 +19,11 @@
 //!   roots of `webpki-roots`.
 //! - Pings from the CSMS are answered by tungstenite itself, while [`Connection::recv`]
 //!   is being polled.
+//! - Nothing waits on a silent CSMS forever: a send that the socket does not take within
+//!   [`TransportConfig::send_timeout`] fails as a lost connection, and
+//!   [`Connection::close`] gives up on the CSMS's close frame after [`CLOSE_TIMEOUT`]
+//!   (RFC 6455 §7.1.1 lets the client drop the TCP connection when the server does not
+//!   close it), so a stopping node is never held by its CSMS.
 //!
 //! The connection carries text only: parsing a frame, answering a malformed one with a
 //! CALLERROR and matching a CALLRESULT to its CALL belong to the layer above.
@@ -47,6 +52,16 @@ use crate::can::backoff::{Backoff, random_u64};
 
 /// The WebSocket subprotocol of OCPP 1.6J (OCPP-J 1.6 §3.1.2).
 pub const SUBPROTOCOL: &str = "ocpp1.6";
+
+/// How long [`Connection::close`] waits for the CSMS to take our close frame and answer
+/// with its own before dropping the connection: a node stopping on SIGTERM closes every
+/// connection, and a CSMS that went silent must not hold it (and its clean-shutdown mark)
+/// forever. A live CSMS answers in one round trip; 2 s covers a slow cellular link.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The default [`TransportConfig::send_timeout`]: OCPP-J frames are a few kB, so a socket
+/// that takes none of one for 10 s has a peer that stopped reading.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a charge point proves who it is (OCPP 1.6 Security Whitepaper §2).
 #[derive(Clone, PartialEq, Eq)]
@@ -99,11 +114,14 @@ pub struct TransportConfig {
     pub ca_file: Option<PathBuf>,
     /// How long the TCP, TLS and WebSocket handshakes may take together.
     pub connect_timeout: Duration,
+    /// How long one [`Connection::send`] may wait for the socket to take its frame before
+    /// the connection counts as lost.
+    pub send_timeout: Duration,
 }
 
 impl TransportConfig {
     /// `csms_url` and `identity` without credentials or custom CA, with a 10 s connect
-    /// timeout.
+    /// timeout and a [`SEND_TIMEOUT`] send timeout.
     pub fn new(csms_url: impl Into<String>, identity: impl Into<String>) -> Self {
         Self {
             csms_url: csms_url.into(),
@@ -111,6 +129,7 @@ impl TransportConfig {
             security: SecurityProfile::Unsecured,
             ca_file: None,
             connect_timeout: Duration::from_secs(10),
+            send_timeout: SEND_TIMEOUT,
         }
     }
 
@@ -239,6 +258,8 @@ pub struct Connection {
     url: String,
     /// The WebSocket, over TCP or TLS.
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The limit of one send, from [`TransportConfig::send_timeout`].
+    send_timeout: Duration,
 }
 
 impl Connection {
@@ -299,7 +320,11 @@ impl Connection {
                 after: config.connect_timeout,
             })?
             .map_err(|e| handshake_error(&url, e))?;
-        Ok(Self { url, stream })
+        Ok(Self {
+            url,
+            stream,
+            send_timeout: config.send_timeout,
+        })
     }
 
     /// The URL connected to.
@@ -307,13 +332,23 @@ impl Connection {
         &self.url
     }
 
-    /// Sends one frame as a text message. Not cancel-safe: a dropped send may have written
-    /// part of the frame.
+    /// Sends one frame as a text message. A frame the socket has not taken within
+    /// [`TransportConfig::send_timeout`] (the CSMS stopped reading) fails as
+    /// [`TransportError::Closed`]; the connection is then unusable, as after any failed
+    /// send. Not cancel-safe: a dropped send may have written part of the frame.
     pub async fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
-        self.stream
-            .send(Message::text(frame.encode()))
-            .await
-            .map_err(|e| closed(&self.url, &e))
+        match tokio::time::timeout(
+            self.send_timeout,
+            self.stream.send(Message::text(frame.encode())),
+        )
+        .await
+        {
+            Ok(sent) => sent.map_err(|e| closed(&self.url, &e)),
+            Err(_) => Err(self.closed_by_peer(Some(format!(
+                "the CSMS took no frame within {:?}",
+                self.send_timeout
+            )))),
+        }
     }
 
     /// The next text message. Pings are answered and pongs skipped on the way. Cancel-safe:
@@ -343,15 +378,25 @@ impl Connection {
         }
     }
 
-    /// Closes the WebSocket with a Normal Closure and waits for the CSMS's answer.
+    /// Closes the WebSocket with a Normal Closure and waits up to [`CLOSE_TIMEOUT`] for
+    /// the CSMS's answer; then the connection is dropped whatever the CSMS did. A CSMS that
+    /// did not answer in time is a [`TransportError::Closed`] saying so.
     pub async fn close(mut self) -> Result<(), TransportError> {
-        self.stream
-            .close(None)
-            .await
-            .map_err(|e| closed(&self.url, &e))?;
-        // Drain until the CSMS's close frame ends the stream.
-        while let Some(Ok(_)) = self.stream.next().await {}
-        Ok(())
+        let handshake = async {
+            self.stream
+                .close(None)
+                .await
+                .map_err(|e| closed(&self.url, &e))?;
+            // Drain until the CSMS's close frame ends the stream.
+            while let Some(Ok(_)) = self.stream.next().await {}
+            Ok(())
+        };
+        match tokio::time::timeout(CLOSE_TIMEOUT, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(self.closed_by_peer(Some(format!(
+                "the CSMS did not answer the close within {CLOSE_TIMEOUT:?}"
+            )))),
+        }
     }
 
     /// A [`TransportError::Closed`] for this connection.
