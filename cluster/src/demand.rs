@@ -5,10 +5,11 @@
 //! node keeps a book, so a new leader plans from fresh telemetry at once.
 //!
 //! - **A gun's demand**: nothing while no session wants power (idle, finished, faulted,
-//!   ramping down); while a session prepares (up to and through precharge), what the EV
-//!   said it accepts at most (ChargeParameterDiscovery), or the gun's rating before it
-//!   said; once the EV is in CurrentDemand, the current it asks at the voltage the meter
-//!   reads. Always within the gun's rating.
+//!   ramping down, or still waiting for authorisation: an EV waiting for a card holds no
+//!   share of the site); once authorised and preparing (up to and through precharge),
+//!   what the EV said it accepts at most (ChargeParameterDiscovery), or the gun's rating
+//!   before it said; once the EV is in CurrentDemand, the current it asks at the voltage
+//!   the meter reads. Always within the gun's rating.
 //! - **A module's power**: what its node says it can give after derating; nothing while
 //!   it is offline or faulted; its rating before anything is heard.
 //! - **Hysteresis**: a value the planner already planned with moves only when the new
@@ -216,6 +217,7 @@ fn gun_demand(session: &v1::GunSession, rating: Watts) -> Watts {
     let asked = match session.phase() {
         SessionPhase::Unspecified
         | SessionPhase::Idle
+        | SessionPhase::Authorising
         | SessionPhase::Finished
         | SessionPhase::Faulted
         | SessionPhase::RampingDown => Watts(0),
@@ -228,13 +230,12 @@ fn gun_demand(session: &v1::GunSession, rating: Watts) -> Watts {
                 .unwrap_or(session.ev_target_voltage_dv);
             watts(volts, session.ev_target_current_da)
         }
-        SessionPhase::Authorising
-        | SessionPhase::WaitingForPower
-        | SessionPhase::Precharge
-        | SessionPhase::Charging => match (session.ev_max_voltage_dv, session.ev_max_current_da) {
-            (0, _) | (_, 0) => rating,
-            (dv, da) => watts(dv, da),
-        },
+        SessionPhase::WaitingForPower | SessionPhase::Precharge | SessionPhase::Charging => {
+            match (session.ev_max_voltage_dv, session.ev_max_current_da) {
+                (0, _) | (_, 0) => rating,
+                (dv, da) => watts(dv, da),
+            }
+        }
     };
     asked.min(rating)
 }
@@ -273,7 +274,9 @@ mod tests {
     fn a_preparing_session_asks_what_the_ev_accepts_or_the_rating() {
         let (mut book, t0) = (book(), Instant::now());
         assert_eq!(book.demand(GunId(0)), Watts(0));
-        let plugged = session(SessionPhase::Authorising, |_| {});
+        let waiting_for_a_card = session(SessionPhase::Authorising, |_| {});
+        assert_eq!(book.handle_gun(&waiting_for_a_card, t0), Ok(false));
+        let plugged = session(SessionPhase::WaitingForPower, |_| {});
         assert_eq!(book.handle_gun(&plugged, t0), Ok(true));
         assert_eq!(book.demand(GunId(0)), Watts(350_000));
         // Charging, but the EV still in precharge with its 2 A: still preparing.
