@@ -120,15 +120,25 @@ impl Steward {
         if current.epoch == Epoch(0) {
             return Some(Command::CommitPlan(desired));
         }
-        // Two epochs at most are ever in force at once: the next waits for every node in
-        // service to have applied this one.
-        if desired.islands == current.islands || !reached_everywhere(record, current.epoch) {
+        if desired.islands == current.islands {
             return None;
         }
-        let limit = planner::from_record::input(record, book).site_limit;
-        Some(Command::CommitPlan(transition_step(
-            current, &desired, limit,
-        )))
+        // A rise waits until every node in service has applied the epoch in force, so
+        // that any two epochs nodes may hold keep S8. A step that only lowers budgets is
+        // safe beside any earlier epoch: it goes at once, so a node slow to report does not
+        // hold up a fall (a tripped module, a session ended).
+        if reached_everywhere(record, current.epoch) {
+            let limit = planner::from_record::input(record, book).site_limit;
+            return Some(Command::CommitPlan(transition_step(
+                current, &desired, limit,
+            )));
+        }
+        let lower = transition_step(current, &desired, Watts(0));
+        let after = budgets_of(&lower);
+        let falls = budgets_of(current)
+            .iter()
+            .any(|(gun, before)| after.get(gun).copied().unwrap_or_default() < *before);
+        falls.then_some(Command::CommitPlan(lower))
     }
 
     /// A cabinet without its token: its in-service segments go out of service.
@@ -239,11 +249,7 @@ fn ties_open(record: &HubRecord, cabinet: &CabinetId) -> bool {
 /// a later epoch, once the falls are in force everywhere. `desired` itself when
 /// everything fits.
 pub fn transition_step(current: &Plan, desired: &Plan, limit: Watts) -> Plan {
-    let old: BTreeMap<_, Watts> = current
-        .islands
-        .iter()
-        .filter_map(|i| i.gun.map(|g| (g, i.budget)))
-        .collect();
+    let old = budgets_of(current);
     // Before any rise, the larger of each gun's two budgets is its old one.
     let held: u64 = old.values().map(|b| b.0).sum();
     let mut headroom = limit.0.saturating_sub(held);
@@ -279,6 +285,14 @@ pub fn transition_step(current: &Plan, desired: &Plan, limit: Watts) -> Plan {
         ),
         ..desired.clone()
     }
+}
+
+/// Each served gun's budget in `plan`.
+fn budgets_of(plan: &Plan) -> BTreeMap<ringhub_proto::config::GunId, Watts> {
+    plan.islands
+        .iter()
+        .filter_map(|i| i.gun.map(|g| (g, i.budget)))
+        .collect()
 }
 
 /// Every cabinet with a segment in service has reported reaching `epoch`.
@@ -574,6 +588,44 @@ mod tests {
         }
         assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1);
         assert_eq!(hub.budgets()[..3], [75_000, 0, 75_000]);
+    }
+
+    #[test]
+    fn a_node_slow_to_report_holds_up_rises_but_not_falls() {
+        let t0 = Instant::now();
+        let ring = Topology {
+            site_limit: Watts(150_000),
+            ..demo_ring()
+        };
+        let both = Topology {
+            segments: vec![ring.segments[0].clone(), ring.segments[2].clone()],
+            ..ring.clone()
+        };
+        let mut hub = Hub {
+            book: everyone_asking(&both),
+            record: HubRecord::new(ring.clone()),
+            serial: 0,
+        };
+        let mut steward = Steward::new(t0, ring.clone(), HOLD, GRACE);
+        let t1 = t0 + GRACE;
+        hub.settle(&mut steward, t1, &all());
+        assert_eq!(hub.budgets()[..3], [75_000, 0, 75_000]);
+        // Gun 2's session ends; cab-c has not reported the epoch in force.
+        for node in ["cab-a", "cab-b"] {
+            hub.report(node, TieObservation::Open);
+        }
+        hub.book = everyone_asking(&Topology {
+            segments: ring.segments[..1].to_vec(),
+            ..ring.clone()
+        });
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1, "the fall");
+        assert_eq!(hub.budgets()[..3], [75_000, 0, 0], "gun 0's rise waits");
+        assert!(hub.settle(&mut steward, t1, &all()).is_empty());
+        for node in ["cab-a", "cab-b", "cab-c"] {
+            hub.report(node, TieObservation::Open);
+        }
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1, "the rise");
+        assert_eq!(hub.budgets()[..3], [100_000, 0, 0]);
     }
 
     #[test]
