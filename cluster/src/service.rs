@@ -41,7 +41,7 @@ use zenoh::sample::SampleKind;
 use crate::campaign::{Campaign, campaign_loop};
 use crate::demand::{DemandBook, Ratings};
 use crate::network::{LeaderContact, WriteError, ZenohNetwork, probe_memberships, serve};
-use crate::record::{ClientId, Outcome, Request, Topology};
+use crate::record::{ClientId, Command, Outcome, Request, Topology};
 use crate::steward::Steward;
 use crate::storage::{self, OpenError, RecordReader};
 use crate::telemetry::Telemetry;
@@ -314,6 +314,9 @@ impl Cluster {
     }
 }
 
+/// Plan epochs this node's steward committed while leading.
+pub const PLANS_COMMITTED: &str = "ringhub_plan_epochs_committed_total";
+
 /// How often the liveliness view is rebuilt from a query, beside the subscriber's events.
 const ALIVE_RESYNC: Duration = Duration::from_secs(1);
 
@@ -556,6 +559,9 @@ async fn steward_loop(
                 };
                 match raft.client_write(request).await {
                     Ok(response) => {
+                        if matches!(command, Command::CommitPlan(_)) {
+                            metrics::counter!(PLANS_COMMITTED).increment(1);
+                        }
                         tracing::info!(?command, outcome = ?response.data, "steward committed")
                     }
                     Err(error) => {

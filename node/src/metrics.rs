@@ -9,6 +9,7 @@
 //! | `ringhub_gun_voltage_volts` | gauge | hub, cabinet, segment, gun |
 //! | `ringhub_gun_session_energy_joules` | gauge | hub, cabinet, segment, gun |
 //! | `ringhub_gun_offered_current_amperes` | gauge | hub, cabinet, segment, gun |
+//! | `ringhub_gun_granted_power_watts` | gauge, once a plan grants the gun a budget | hub, cabinet, segment, gun |
 //! | `ringhub_gun_session_phase` | gauge, 1 for the current phase and 0 for the others | hub, cabinet, segment, gun, phase |
 //! | `ringhub_module_output_current_amperes` | gauge | hub, cabinet, segment, module |
 //! | `ringhub_module_output_voltage_volts` | gauge | hub, cabinet, segment, module |
@@ -19,7 +20,8 @@
 //! | `ringhub_plc_online` | gauge, 0 or 1 | hub, cabinet, segment |
 //! | `ringhub_controller_tick_seconds` | histogram | — |
 //! | `ringhub_raft_term`, `ringhub_raft_leader_id`, `ringhub_raft_is_leader`, `ringhub_raft_last_applied_index` | gauge | — |
-//! | `ringhub_latch_changes_pending`, `ringhub_node_degraded` | gauge | — |
+//! | `ringhub_latch_changes_pending`, `ringhub_node_degraded`, `ringhub_plan_epoch_applied` | gauge | — |
+//! | `ringhub_plan_epochs_committed_total`, `ringhub_telemetry_rejected_total` | counter | — (telemetry: kind) |
 //! | `ringhub_node_degraded_entries_total` | counter | — |
 //! | `ringhub_admin_rejected_requests_total`, `ringhub_raft_refused_requests_total` | counter | — |
 //! | `ringhub_latch_write_failures_total`, `ringhub_latch_changes_refused_total` | counter | — |
@@ -51,6 +53,8 @@ pub const GUN_VOLTAGE: &str = "ringhub_gun_voltage_volts";
 pub const GUN_ENERGY: &str = "ringhub_gun_session_energy_joules";
 pub const GUN_PHASE: &str = "ringhub_gun_session_phase";
 pub const GUN_OFFERED: &str = "ringhub_gun_offered_current_amperes";
+pub const GUN_GRANTED: &str = "ringhub_gun_granted_power_watts";
+pub const PLAN_EPOCH: &str = "ringhub_plan_epoch_applied";
 pub const MODULE_CURRENT: &str = "ringhub_module_output_current_amperes";
 pub const MODULE_VOLTAGE: &str = "ringhub_module_output_voltage_volts";
 pub const MODULE_TEMPERATURE: &str = "ringhub_module_temperature_celsius";
@@ -130,6 +134,14 @@ pub fn describe() {
         GUN_OFFERED,
         "Current offered to the EV after derating, rating and budget, amperes."
     );
+    describe_gauge!(
+        GUN_GRANTED,
+        "Power the plan in force grants the gun, watts (absent before a plan has)."
+    );
+    describe_gauge!(
+        PLAN_EPOCH,
+        "The plan epoch whose budgets this node's guns have (0: none yet)."
+    );
     describe_gauge!(MODULE_CURRENT, "Power module output current, amperes.");
     describe_gauge!(MODULE_VOLTAGE, "Power module output voltage, volts.");
     describe_gauge!(
@@ -181,6 +193,11 @@ pub fn describe() {
         ringhub_cluster::network::RAFT_REFUSED,
         Unit::Count,
         "Raft requests over Zenoh refused as unusable (undecodable, or for another node)."
+    );
+    describe_counter!(
+        ringhub_cluster::service::PLANS_COMMITTED,
+        Unit::Count,
+        "Plan epochs this node's steward committed while it led the cluster."
     );
     describe_gauge!(
         DEGRADED,
@@ -286,6 +303,9 @@ pub fn record(snapshots: &[SegmentSnapshot], hub: &str, cabinet: &str) {
             gauge!(GUN_VOLTAGE, &labels).set(voltage);
             gauge!(GUN_ENERGY, &labels).set(gun.session_energy.0 * 3.6e6);
             gauge!(GUN_OFFERED, &labels).set(gun.offered_current.0);
+            if let Some(budget) = gun.budget {
+                gauge!(GUN_GRANTED, &labels).set(budget.0 * 1000.0);
+            }
             for phase in PHASES {
                 let labels = with(&labels, ("phase", phase_label(phase).to_owned()));
                 gauge!(GUN_PHASE, &labels).set(f64::from(u8::from(phase == gun.phase)));

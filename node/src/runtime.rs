@@ -891,6 +891,8 @@ async fn publish_loop(
         urgent_seen = published.urgent;
         crate::metrics::record(&published.snapshots, &hub, &cabinet);
         publisher.set_plan_epoch(published.plan_epoch);
+        // Epochs stay far below 2^53: exact as f64.
+        metrics::gauge!(crate::metrics::PLAN_EPOCH).set(published.plan_epoch as f64);
         if let Err(error) = publisher.publish(&published.snapshots).await {
             tracing::warn!(%error, "publish failed");
         }

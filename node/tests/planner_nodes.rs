@@ -19,7 +19,7 @@ use std::time::Instant;
 use common::cluster::{hub_args, status};
 use common::{
     NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually, gun,
-    inject, start_sim, state,
+    inject, scrape, start_sim, state,
 };
 use ringhub_proto::config::{DEMO_TOML, HubConfig};
 use ringhub_sim::world::{Action, EvSpec, FaultKind};
@@ -124,6 +124,28 @@ async fn budgets_follow_demand_and_derating_within_the_site_limit() {
         })
         .await;
         let planned = arrival.elapsed();
+        // The nodes export what they were granted, and the leader the epochs it committed.
+        eventually("the grants in the nodes' metrics", STEP, async || {
+            let a = scrape(nodes[0].metrics).await?;
+            let b = scrape(nodes[1].metrics).await?;
+            let grants = (
+                a.gun("ringhub_gun_granted_power_watts", 0),
+                b.gun("ringhub_gun_granted_power_watts", 2),
+            );
+            let mut committed = 0.0;
+            for node in &nodes {
+                let m = scrape(node.metrics).await?;
+                committed += m
+                    .get("ringhub_plan_epochs_committed_total", &[])
+                    .unwrap_or(0.0);
+            }
+            if grants == (75_000.0, 75_000.0) && committed >= 3.0 {
+                Ok(())
+            } else {
+                Err(format!("{grants:?}, {committed} epochs committed"))
+            }
+        })
+        .await;
         eventually("both guns granted 75 kW and charging", STEP, async || {
             let status = status(&endpoints).await?;
             let truth = state(&world).await;
