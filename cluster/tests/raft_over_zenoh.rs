@@ -79,10 +79,6 @@ fn raft_config() -> Config {
     }
 }
 
-async fn start(id: NodeId, endpoints: &[String], dir: &TempDir) -> Node {
-    start_with(id, endpoints, dir, raft_config()).await
-}
-
 async fn start_with(id: NodeId, endpoints: &[String], dir: &TempDir, config: Config) -> Node {
     let listen = &endpoints[usize::try_from(id - 1).expect("small")];
     let others: Vec<String> = endpoints.iter().filter(|e| *e != listen).cloned().collect();
@@ -113,6 +109,25 @@ async fn start_with(id: NodeId, endpoints: &[String], dir: &TempDir, config: Con
 
 /// Initialises every node with the same three members: one wins, the others are told it
 /// is done already (NotAllowed), which is fine.
+/// Three members on fresh loopback ports, initialised, and the leader they elect; their
+/// Zenoh endpoints, to start one again.
+async fn three_members(
+    dir: &TempDir,
+    config: impl Fn() -> Config,
+) -> (Vec<Node>, Vec<String>, NodeId) {
+    let endpoints: Vec<String> = (0..3)
+        .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
+        .collect();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(start_with(id, &endpoints, dir, config()).await);
+    }
+    initialize(&nodes).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let first = leader(&all).await;
+    (nodes, endpoints, first)
+}
+
 async fn initialize(nodes: &[Node]) {
     let members: BTreeMap<NodeId, BasicNode> =
         (1..=3).map(|id| (id, BasicNode::new(name(id)))).collect();
@@ -180,16 +195,7 @@ async fn replicated(nodes: &[&Node], index: u64, latches: usize) {
 async fn three_nodes_elect_replicate_and_survive_the_leader() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let dir = TempDir::new("elect");
-        let endpoints: Vec<String> = (0..3)
-            .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
-            .collect();
-        let mut nodes = Vec::new();
-        for id in 1..=3 {
-            nodes.push(start(id, &endpoints, &dir).await);
-        }
-        initialize(&nodes).await;
-        let all: Vec<&Node> = nodes.iter().collect();
-        let first = leader(&all).await;
+        let (nodes, _endpoints, first) = three_members(&dir, raft_config).await;
         let leader_node = nodes.iter().find(|n| n.id == first).expect("leader");
         let written = leader_node
             .raft
@@ -201,6 +207,7 @@ async fn three_nodes_elect_replicate_and_survive_the_leader() {
             "{:?}",
             written.data
         );
+        let all: Vec<&Node> = nodes.iter().collect();
         replicated(&all, written.log_id.index, 1).await;
 
         // Garbage, and a request for another node, are refused by name; Raft goes on.
@@ -283,9 +290,6 @@ async fn three_nodes_elect_replicate_and_survive_the_leader() {
 async fn a_member_away_for_long_catches_up_from_a_snapshot() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let dir = TempDir::new("snapshot");
-        let endpoints: Vec<String> = (0..3)
-            .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
-            .collect();
         // Snapshot every 10 entries and keep no log behind it: what the away member
         // missed is gone from every log by the time it returns.
         let config = || Config {
@@ -294,13 +298,7 @@ async fn a_member_away_for_long_catches_up_from_a_snapshot() {
             purge_batch_size: 1,
             ..raft_config()
         };
-        let mut nodes = Vec::new();
-        for id in 1..=3 {
-            nodes.push(start_with(id, &endpoints, &dir, config()).await);
-        }
-        initialize(&nodes).await;
-        let all: Vec<&Node> = nodes.iter().collect();
-        let first = leader(&all).await;
+        let (mut nodes, endpoints, first) = three_members(&dir, config).await;
         // A follower goes away.
         let away_id = if first == 3 { 2 } else { 3 };
         let index = nodes.iter().position(|n| n.id == away_id).expect("away");
@@ -352,16 +350,7 @@ async fn a_member_away_for_long_catches_up_from_a_snapshot() {
 async fn a_leader_without_a_majority_gives_a_write_up_within_its_ttl() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let dir = TempDir::new("no-quorum");
-        let endpoints: Vec<String> = (0..3)
-            .map(|_| format!("tcp/127.0.0.1:{}", free_port()))
-            .collect();
-        let mut nodes = Vec::new();
-        for id in 1..=3 {
-            nodes.push(start(id, &endpoints, &dir).await);
-        }
-        initialize(&nodes).await;
-        let all: Vec<&Node> = nodes.iter().collect();
-        let first = leader(&all).await;
+        let (nodes, _endpoints, first) = three_members(&dir, raft_config).await;
 
         // Both followers stop: the leader is alone, and still thinks it leads.
         let (leaders, followers): (Vec<Node>, Vec<Node>) =
