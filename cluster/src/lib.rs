@@ -9,11 +9,13 @@
 //!   `telemetry`: its Zenoh subscriptions;
 //! - `planner`: the island manager's plan: islands, owners and fair grants (pure);
 //! - `steward`: what the leader commits on its own (lost cabinets, the plan) (pure);
+//!   `isolation`: segments out of service for their latched faults (pure);
 //! - `campaign`: when a member starts an election;
 //! - `lease`: whether a node may still count itself part of the hub (S7) (pure).
 
 pub mod campaign;
 pub mod demand;
+pub mod isolation;
 pub mod lease;
 pub mod network;
 pub mod planner;

@@ -119,7 +119,7 @@ pub struct Cluster {
 
 /// How long a write may take, on this node as leader or forwarded to the leader, before
 /// [`Cluster::write`] gives up with [`WriteError::TimedOut`].
-const WRITE_TTL: Duration = Duration::from_secs(5);
+pub const WRITE_TTL: Duration = Duration::from_secs(5);
 /// How long [`Cluster::shutdown`] waits for Raft to stop before it leaves it behind.
 const RAFT_SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 

@@ -16,6 +16,8 @@
 //!   every budget that falls (and none that rises), then, once every node in service has
 //!   reported reaching that, the rises (S8 holds whichever nodes apply which epoch
 //!   first). The leader's first plan is committed even if it grants nothing yet.
+//! - **Faults**: a segment with a latched fault that makes it unsafe to share goes out of
+//!   service, and back once the fault is cleared (see `isolation`).
 //! - **Return**: a cabinet seen again rejoins only once the lease and the PLC watchdog
 //!   have passed since it was lost (its PLCs have opened what they held, S7), it has
 //!   reported since it was taken out (the record keeps its report count from then), at
@@ -113,6 +115,9 @@ impl Steward {
             if command.is_some() {
                 return command;
             }
+        }
+        if let Some(command) = crate::isolation::poll(record, alive) {
+            return Some(command);
         }
         let current = record.plan()?;
         let desired = fair_plan(record, book, Epoch(current.epoch.0 + 1), now_unix_ms);

@@ -7,7 +7,8 @@
 //!   no majority (so it is only in that node's store when the node is killed), it reaches
 //!   the record once the hub is back, as `ringhub faults` shows from outside, and the
 //!   restarted raiser holds it (S6, S9) until an operator clears it with
-//!   `ringhub faults clear`;
+//!   `ringhub faults clear`; meanwhile the island manager holds its segment out of
+//!   service, and puts it back once cleared;
 //! - a node paused (SIGSTOP) past its lease: its PLCs' watchdogs open its contactors, the
 //!   others take its segments out of service and re-plan around it while an EV on
 //!   another cabinet charges on; resumed (SIGCONT), it finds itself degraded, catches up,
@@ -228,6 +229,18 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
 
         // The restarted cab-b holds it: gun 2 stays faulted though the EV side is fine.
         isolation_fault_on_gun_2(&nodes[1], 1.0, "cab-b to hold the latch again").await;
+        // The island manager holds its segment out of service while it is latched.
+        eventually("segment 2 out of service for the fault", STEP, async || {
+            let status = status(&endpoints).await?;
+            let segment = segment_status(&status, 2);
+            let reason = segment["reason"].as_str().unwrap_or_default();
+            if segment["in_service"] == false && reason.starts_with("ISOLATION_FAULT (latch ") {
+                Ok(())
+            } else {
+                Err(format!("{segment}"))
+            }
+        })
+        .await;
 
         // A clear without a reason is refused; with one it is committed and cab-b follows.
         let id = latch["id"].as_u64().expect("latch id").to_string();
@@ -254,6 +267,16 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
         .expect("cleared");
         assert!(cleared.contains("cleared by ops"), "{cleared}");
         isolation_fault_on_gun_2(&nodes[1], 0.0, "cab-b to let the fault go").await;
+        eventually("segment 2 back in service", STEP, async || {
+            let status = status(&endpoints).await?;
+            let segment = segment_status(&status, 2);
+            if segment["in_service"] == true {
+                Ok(())
+            } else {
+                Err(format!("{segment}"))
+            }
+        })
+        .await;
         let after = latches(&endpoints).await.expect("faults");
         let history: Vec<&Value> = after
             .iter()

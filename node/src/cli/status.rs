@@ -553,6 +553,10 @@ pub async fn faults(args: FaultsArgs) -> anyhow::Result<()> {
 }
 
 /// Asks the nodes one at a time, in config order, to commit the clear, until one answers.
+/// How long a clear waits at least for its node's answer: a second longer than the
+/// cluster lets a write take to commit, leader changes included.
+const CLEAR_WAIT: Duration = Duration::from_secs(ringhub_cluster::service::WRITE_TTL.as_secs() + 1);
+
 async fn clear(
     reach: &Reach,
     id: u64,
@@ -561,6 +565,11 @@ async fn clear(
     json: bool,
 ) -> anyhow::Result<()> {
     let config = load(reach)?;
+    // A clear is a Raft write: give it the time the cluster gives one to commit.
+    let reach = &Reach {
+        timeout_ms: reach.timeout_ms.max(CLEAR_WAIT.as_millis() as u64),
+        ..reach.clone()
+    };
     let mut answers = Vec::new();
     for cabinet in &config.cabinets {
         let command = admin_request::Command::ClearFault(v1::ClearFaultRequest {
