@@ -291,7 +291,9 @@ impl Pass<'_, '_> {
         });
         for b in 0..n {
             for kind in [Kind::Start, Kind::Arc, Kind::Idle] {
-                let Some(state) = bounds[b].get(kind).cloned() else {
+                // Moved out while its successors are offered, then put back: only its
+                // step is read again (by `trace`), never its grants.
+                let Some(state) = bounds[b].slot(kind).take() else {
                     continue;
                 };
                 if !(pinned && kind == Kind::Start) {
@@ -309,6 +311,10 @@ impl Pass<'_, '_> {
                 if active_ahead[b] {
                     self.arcs_from(b, kind, &state, pinned, &mut bounds, &at);
                 }
+                *bounds[b].slot(kind) = Some(State {
+                    grants: Vec::new(),
+                    ..state
+                });
             }
         }
         let end = &bounds[n];
