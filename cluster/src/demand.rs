@@ -195,6 +195,13 @@ impl DemandBook {
         }
     }
 
+    /// Every gun with what it asks and its rating, as the planner should see them.
+    pub fn guns(&self) -> impl Iterator<Item = (GunId, Watts, Watts)> + '_ {
+        self.guns
+            .iter()
+            .map(|(&gun, tracked)| (gun, tracked.planned, self.rating(gun)))
+    }
+
     /// What `gun` asks, as the planner should see it.
     pub fn demand(&self, gun: GunId) -> Watts {
         self.guns.get(&gun).map_or(Watts(0), |t| t.planned)

@@ -109,6 +109,8 @@ pub struct Cluster {
     tasks: Vec<JoinHandle<()>>,
     /// The cabinets whose liveliness token is seen.
     alive: watch::Receiver<BTreeSet<CabinetId>>,
+    /// What the guns ask and the modules give, from telemetry.
+    book: watch::Receiver<DemandBook>,
     /// This node's liveliness, withdrawn on drop.
     _alive: zenoh::liveliness::LivelinessToken,
     /// The node's Zenoh session, for forwarded writes.
@@ -230,7 +232,7 @@ impl Cluster {
             raft.clone(),
             record.clone(),
             alive.clone(),
-            book,
+            book.clone(),
             config.clone(),
         ));
         let members: BTreeMap<NodeId, BasicNode> = config
@@ -251,6 +253,7 @@ impl Cluster {
             record,
             tasks: vec![server, watcher, telemetry, steward, campaigner],
             alive,
+            book,
             _alive: token,
             session: session.clone(),
             hub: config.hub,
@@ -265,6 +268,11 @@ impl Cluster {
     /// The Raft instance (writes, reads, membership).
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
+    }
+
+    /// What the guns ask and the modules give, as this node's planner would see them.
+    pub fn demand_book(&self) -> DemandBook {
+        self.book.borrow().clone()
     }
 
     /// The record as applied on this node.

@@ -124,6 +124,17 @@ async fn budgets_follow_demand_and_derating_within_the_site_limit() {
         })
         .await;
         let planned = arrival.elapsed();
+        // `ringhub status` shows what each gun asks beside what it is granted.
+        let shown = status(&endpoints).await.expect("status");
+        let asks = |gun: u64| {
+            shown["demands"]
+                .as_array()
+                .and_then(|d| d.iter().find(|d| d["gun"] == gun))
+                .and_then(|d| d["demand_w"].as_u64())
+                .unwrap_or(0)
+        };
+        assert!(asks(0) > 75_000 && asks(2) > 75_000, "{shown}");
+        assert_eq!(asks(1), 0, "gun 1 has no EV: {shown}");
         // The nodes export what they were granted, and the leader the epochs it committed.
         eventually("the grants in the nodes' metrics", STEP, async || {
             let a = scrape(nodes[0].metrics).await?;

@@ -196,10 +196,23 @@ impl Server {
                 raft: None,
                 segment_records: convert::segment_records(record),
                 node_epochs,
+                demands: Vec::new(),
             }
         });
+        let watts = |w: ringhub_cluster::record::Watts| u32::try_from(w.0).unwrap_or(u32::MAX);
+        let demands = self
+            .cluster
+            .demand_book()
+            .guns()
+            .map(|(gun, demand, rating)| v1::PlannedDemand {
+                gun_id: u32::from(gun.0),
+                demand_w: watts(demand),
+                rating_w: watts(rating),
+            })
+            .collect();
         admin_reply::Outcome::GetStatus(v1::GetStatusReply {
             raft: Some(raft),
+            demands,
             ..reply
         })
     }

@@ -217,8 +217,17 @@ struct StatusView {
     record_from: Option<String>,
     plan_epoch: u64,
     islands: Vec<IslandView>,
+    /// What each gun asks, as the node whose record is shown sees it.
+    demands: Vec<DemandView>,
     segments: Vec<SegmentView>,
     faults: Vec<FaultView>,
+}
+
+#[derive(Debug, Serialize)]
+struct DemandView {
+    gun: u32,
+    demand_w: u32,
+    rating_w: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -375,6 +384,18 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                     .collect()
             })
             .unwrap_or_default(),
+        demands: best
+            .map(|(_, s)| {
+                s.demands
+                    .iter()
+                    .map(|d| DemandView {
+                        gun: d.gun_id,
+                        demand_w: d.demand_w,
+                        rating_w: d.rating_w,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         segments: best
             .map(|(_, s)| {
                 s.segment_records
@@ -454,13 +475,17 @@ fn print_status(view: &StatusView) {
     }
     println!();
     println!(
-        "{:<16} {:<6} {:<16} {:>10}",
-        "ISLAND", "GUN", "MODULES", "GRANTED"
+        "{:<16} {:<6} {:<16} {:>10} {:>10}",
+        "ISLAND", "GUN", "MODULES", "ASKS", "GRANTED"
     );
     for island in &view.islands {
         let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let asks = island
+            .gun
+            .and_then(|g| view.demands.iter().find(|d| d.gun == g))
+            .map_or("-".to_owned(), |d| format!("{} W", d.demand_w));
         println!(
-            "{:<16} {:<6} {:<16} {:>8} W",
+            "{:<16} {:<6} {:<16} {:>10} {:>8} W",
             list(&island.segments),
             island.gun.map_or("-".to_owned(), |g| g.to_string()),
             if island.modules.is_empty() {
@@ -468,6 +493,7 @@ fn print_status(view: &StatusView) {
             } else {
                 list(&island.modules)
             },
+            asks,
             island.granted_w
         );
     }
