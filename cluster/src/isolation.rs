@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 use ringhub_proto::config::{CabinetId, GunId, SegmentId};
 
-use crate::record::{Command, HubRecord, Latch, OutOfService, TieObservation, Topology, Watts};
+use crate::record::{Command, HubRecord, Latch, OutOfService, TieObservation, Topology};
 
 /// The latch codes that take a segment out of service.
 pub const ISOLATING: [&str; 3] = ["CONTACTOR_WELDED", "ISOLATION_FAULT", "PLC_SILENT"];
@@ -65,7 +65,7 @@ pub fn poll(record: &HubRecord, alive: &BTreeSet<CabinetId>) -> Option<Command> 
                 segment: *segment,
                 out: Some(OutOfService {
                     reason: reason(latch),
-                    reserved: granted(record, *segment),
+                    reserved: crate::steward::budget_of(record, *segment),
                     reports_before: 0,
                 }),
             });
@@ -92,21 +92,14 @@ pub fn poll(record: &HubRecord, alive: &BTreeSet<CabinetId>) -> Option<Command> 
     None
 }
 
-/// What the plan in force grants the gun on `segment`.
-fn granted(record: &HubRecord, segment: SegmentId) -> Watts {
-    let gun = record.topology().segment(segment).and_then(|s| s.gun);
-    record
-        .plan()
-        .and_then(|p| p.islands.iter().find(|i| i.gun.is_some() && i.gun == gun))
-        .map_or(Watts(0), |i| i.budget)
-}
-
 #[cfg(test)]
 mod tests {
     use ringhub_proto::config::HubConfig;
 
     use super::*;
-    use crate::record::{ClearRule, Clearer, ClientId, LatchSpec, Outcome, Request, Severity};
+    use crate::record::{
+        ClearRule, Clearer, ClientId, LatchSpec, Outcome, Request, Severity, Watts,
+    };
 
     fn cab(name: &str) -> CabinetId {
         CabinetId::new(name).expect("cabinet id")

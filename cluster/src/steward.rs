@@ -216,7 +216,8 @@ fn segments_of<'a>(
         .filter(move |s| s.cabinet == *cabinet)
 }
 
-fn out_of_service(record: &HubRecord, segment: SegmentId) -> Option<&OutOfService> {
+/// Why `segment` is out of service, if it is.
+pub(crate) fn out_of_service(record: &HubRecord, segment: SegmentId) -> Option<&OutOfService> {
     record
         .snapshot()
         .segments
@@ -225,7 +226,7 @@ fn out_of_service(record: &HubRecord, segment: SegmentId) -> Option<&OutOfServic
 }
 
 /// The budget the plan in force grants the gun on `segment`.
-fn budget_of(record: &HubRecord, segment: SegmentId) -> Watts {
+pub(crate) fn budget_of(record: &HubRecord, segment: SegmentId) -> Watts {
     let gun = record.topology().segment(segment).and_then(|s| s.gun);
     record
         .plan()

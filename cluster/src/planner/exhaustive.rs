@@ -100,12 +100,7 @@ fn score(
             segments: positions.iter().map(|&p| segments[p].id).collect(),
             gun: served,
             modules: match served {
-                Some(_) => positions
-                    .iter()
-                    .flat_map(|&p| &segments[p].modules)
-                    .filter(|m| m.available.0 > 0)
-                    .map(|m| m.id)
-                    .collect(),
+                Some(_) => ring.connected_modules(positions),
                 None => Vec::new(),
             },
             granted: Watts(0),

@@ -1,8 +1,6 @@
 //! The planner's input on the leader: the ring and the segments' states from the record,
 //! what the guns ask and the modules give from the demand book, and the plan in force.
 
-use ringhub_proto::config::SegmentId;
-
 use super::{Current, GunDemand, ModulePower, PlannerInput, SegmentInput, TieState};
 use crate::demand::DemandBook;
 use crate::record::{HubRecord, SegmentSpec, TieObservation, Watts};
@@ -30,7 +28,7 @@ pub fn input(record: &HubRecord, book: &DemandBook) -> PlannerInput {
             .iter()
             .map(|spec| SegmentInput {
                 id: spec.id,
-                in_service: out_of_service(record, spec.id).is_none(),
+                in_service: crate::steward::out_of_service(record, spec.id).is_none(),
                 tie_to_next: tie(record, spec),
                 gun: spec.gun.map(|gun| GunDemand {
                     id: gun,
@@ -49,14 +47,6 @@ pub fn input(record: &HubRecord, book: &DemandBook) -> PlannerInput {
             .collect(),
         current: record.plan().map(Current::of_plan).unwrap_or_default(),
     }
-}
-
-fn out_of_service(record: &HubRecord, segment: SegmentId) -> Option<&crate::record::OutOfService> {
-    record
-        .snapshot()
-        .segments
-        .get(&segment)
-        .and_then(|s| s.out_of_service.as_ref())
 }
 
 /// See [`input`].

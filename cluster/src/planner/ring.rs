@@ -258,13 +258,8 @@ impl<'a> Ring<'a> {
             .into_iter()
             .map(|run| {
                 let gun = served.get(&run[0]).copied();
-                let modules: Vec<ModuleId> = match gun {
-                    Some(_) => run
-                        .iter()
-                        .flat_map(|&p| &segments[p].modules)
-                        .filter(|m| m.available.0 > 0)
-                        .map(|m| m.id)
-                        .collect(),
+                let modules = match gun {
+                    Some(_) => self.connected_modules(&run),
                     None => Vec::new(),
                 };
                 PlannedIsland {
@@ -283,6 +278,17 @@ impl<'a> Ring<'a> {
             grants,
             changes,
         }
+    }
+
+    /// The modules an island over `positions` connects to its gun: every one that can give
+    /// something.
+    pub(super) fn connected_modules(&self, positions: &[usize]) -> Vec<ModuleId> {
+        positions
+            .iter()
+            .flat_map(|&p| &self.input.segments[p].modules)
+            .filter(|m| m.available.0 > 0)
+            .map(|m| m.id)
+            .collect()
     }
 
     /// The islands: runs of `member` positions joined by closed ties, in ring order from
