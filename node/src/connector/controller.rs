@@ -9,7 +9,7 @@ use ringhub_proto::can::ev_identity::{Assembler, AssemblyEvent};
 use ringhub_proto::can::messages::{
     AuthStatus, ChargeInfo, ConfigWrite, Contactors, EvseLimits, EvsePresent, HostHeartbeat,
     HostState, IsolationState, LockCommand, ModuleEnable, ModuleOutput, ModuleSetpoint,
-    PlcHeartbeat, PlcState, RefusedReason, RelayCommand, RelayFeedback, Session,
+    PlcHeartbeat, PlcState, RefusedReason, RelayCommand, RelayFeedback, Session, TieFeedback,
 };
 use ringhub_proto::can::{CanMessage, ModuleMessage, PlcMessage};
 use ringhub_proto::units::{Amps, KilowattHours, Kilowatts, Volts};
@@ -42,6 +42,8 @@ pub(super) struct PlcView {
     pub info: Option<ChargeInfo>,
     pub session: Option<Session>,
     pub feedback: Option<RelayFeedback>,
+    /// What the tie driver measures (only with a tie fitted).
+    pub tie: Option<TieFeedback>,
 }
 
 /// The relay command the node wants, and when each contactor's command last changed.
@@ -268,6 +270,7 @@ impl SegmentController {
             }
             PlcMessage::Session(session) => self.plc.session = Some(session),
             PlcMessage::RelayFeedback(feedback) => self.plc.feedback = Some(feedback),
+            PlcMessage::TieFeedback(tie) => self.plc.tie = Some(tie),
             PlcMessage::Meter(meter) => self.meter.update(meter, now),
             PlcMessage::EvIdentity(frame) => {
                 self.assembler.handle_frame(self.setup.slot, frame, now);

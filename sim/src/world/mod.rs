@@ -75,8 +75,9 @@ struct SegmentSim {
     plc: Plc,
     /// Indices into `World::modules`, in module-contactor order.
     modules: Vec<usize>,
-    /// Last relay feedback and charge info sent, to send again on change.
+    /// Last relay feedback, tie feedback and charge info sent, to send again on change.
     last_feedback: Option<ringhub_proto::can::messages::RelayFeedback>,
+    last_tie: Option<ringhub_proto::can::messages::TieFeedback>,
     last_info: Option<ringhub_proto::can::messages::ChargeInfo>,
     /// When each contactor's weld was first reported, by contactor name.
     weld_reported_at: HashMap<String, u64>,
@@ -187,6 +188,7 @@ impl World {
                 plc,
                 modules: module_indices,
                 last_feedback: None,
+                last_tie: None,
                 last_info: None,
                 weld_reported_at: HashMap::new(),
             });
@@ -655,6 +657,8 @@ impl World {
             bus_voltage: self.solution.bus_voltage[index],
             gun_current: self.gun_current[index],
             largest_contactor_current: largest,
+            far_bus_voltage: self.solution.bus_voltage[(index + 1) % n],
+            tie_current: self.solution.tie_current[index],
         }
     }
 
@@ -750,8 +754,8 @@ impl World {
     }
 
     /// Queues the frames that are due: periodic ones at their DBC cycle time (staggered
-    /// per device so a bus is not hit in bursts), relay feedback, charge info and module
-    /// faults also at once when they change.
+    /// per device so a bus is not hit in bursts), relay and tie feedback, charge info and
+    /// module faults also at once when they change.
     fn send_periodic(&mut self) {
         let now = self.now_ms;
         let due = |period: u64, stagger: usize| {
@@ -773,6 +777,13 @@ impl World {
             if due(RELAY_FEEDBACK_MS, index) || segment.last_feedback != Some(feedback) {
                 send(PlcMessage::RelayFeedback(feedback));
                 segment.last_feedback = Some(feedback);
+            }
+            // With the relay feedback, so both describe the same instant.
+            if let Some(tie) = segment.plc.tie_feedback()
+                && (due(RELAY_FEEDBACK_MS, index) || segment.last_tie != Some(tie))
+            {
+                send(PlcMessage::TieFeedback(tie));
+                segment.last_tie = Some(tie);
             }
             if segment.plc.has_gun() {
                 let info = segment.plc.charge_info();

@@ -24,6 +24,7 @@ use ringhub_proto::can::messages::{
     AuthStatus, ChargeInfo, ConfigWrite, Contactors, CpState, EvsePresent, HlcError, HlcPhase,
     HlcProtocol, HostHeartbeat, IsolationState, LockCommand, LockState, Meter, MeterSource,
     PlcHeartbeat, PlcState, RefusedReason, RelayCommand, RelayFeedback, Session, SlacState,
+    TieFeedback,
 };
 use ringhub_proto::units::{Amps, Celsius, KilowattHours, Percent, Volts};
 
@@ -92,6 +93,10 @@ pub struct Measurements {
     pub gun_current: f64,
     /// Largest current through any of this segment's closed contactors.
     pub largest_contactor_current: f64,
+    /// Bus voltage of the next segment, as the tie driver sees it across the tie.
+    pub far_bus_voltage: f64,
+    /// Current through the tie, positive toward the next segment.
+    pub tie_current: f64,
 }
 
 /// Faults injected into the PLC board or its gun.
@@ -676,6 +681,15 @@ impl Plc {
             ack_sequence: self.ack_sequence,
             refused: self.refused,
         }
+    }
+
+    /// The tie feedback frame, if a tie (and so its driver) is fitted.
+    pub fn tie_feedback(&self) -> Option<TieFeedback> {
+        self.mn.as_ref()?;
+        Some(TieFeedback {
+            far_bus_voltage: Volts(round1(self.measured.far_bus_voltage.clamp(0.0, 1500.0))),
+            current: Amps(round1(self.measured.tie_current.clamp(-1000.0, 1000.0))),
+        })
     }
 
     /// The charge info frame.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ringhub_proto::can::messages::{
     AuthStatus, ChargeInfo, ConfigWrite, Contactors, CpState, HlcError, HlcPhase, HostHeartbeat,
     HostState, LockCommand, ModuleEnable, ModuleOutput, ModuleSetpoint, PlcHeartbeat, PlcState,
-    RefusedReason, RelayCommand, RelayFeedback, Session,
+    RefusedReason, RelayCommand, RelayFeedback, Session, TieFeedback,
 };
 use ringhub_proto::can::{CanMessage, ModuleAddress, ModuleMessage, PlcMessage, PlcSlot};
 use ringhub_proto::config::{CabinetId, HubConfig};
@@ -30,8 +30,10 @@ struct Host {
     info: [Option<ChargeInfo>; 2],
     session: [Option<Session>; 2],
     heartbeat: [Option<PlcHeartbeat>; 2],
-    /// Heartbeat frames seen per slot.
+    tie: [Option<TieFeedback>; 2],
+    /// Heartbeat and tie feedback frames seen per slot.
     heartbeats_seen: [u32; 2],
+    ties_seen: [u32; 2],
     /// When the host last sent its heartbeats.
     last_heartbeat_ms: u64,
 }
@@ -54,7 +56,9 @@ impl Host {
             info: [None; 2],
             session: [None; 2],
             heartbeat: [None; 2],
+            tie: [None; 2],
             heartbeats_seen: [0; 2],
+            ties_seen: [0; 2],
             last_heartbeat_ms: 0,
         }
     }
@@ -160,6 +164,10 @@ impl Host {
                     PlcMessage::PlcHeartbeat(h) => {
                         self.heartbeat[s] = Some(h);
                         self.heartbeats_seen[s] += 1;
+                    }
+                    PlcMessage::TieFeedback(t) => {
+                        self.tie[s] = Some(t);
+                        self.ties_seen[s] += 1;
                     }
                     _ => {}
                 }
@@ -429,6 +437,103 @@ fn the_referee_catches_a_tie_closed_across_100_volts() {
         "{}",
         violations[0].detail
     );
+}
+
+#[test]
+fn the_tie_driver_reports_the_far_bus_across_an_open_tie() {
+    let mut host = Host::new(1);
+    host.run(200);
+    host.set_module(2, true, 300.0, 10.0);
+    host.relay(1, 0, 0b01, 0, false);
+    host.run_until(2_000, "segment 1 at 300 V", |h| {
+        (h.bus_voltage(1) - 300.0).abs() < 1.0
+    });
+    host.run(200);
+    // Segment 0 is dead; its tie driver sees segment 1's bus on the far side, and no
+    // current through the open tie. Segment 1's far side is segment 2, on cab-b.
+    let tie = host.tie[0].unwrap();
+    assert!(host.bus_voltage(0) < 1.0);
+    assert!(
+        (tie.far_bus_voltage.0 - host.bus_voltage(1)).abs() < 0.05,
+        "{tie:?}"
+    );
+    assert_eq!(tie.current, Amps(0.0));
+    assert_eq!(host.tie[1].unwrap().far_bus_voltage, Volts(0.0));
+
+    // Steady: every 50 ms, like the relay feedback. Silent: nothing.
+    host.ties_seen = [0; 2];
+    host.run(1_000);
+    assert_eq!(host.ties_seen, [20, 20]);
+    let silence = FaultSpec {
+        kind: FaultKind::PlcSilence,
+        target: 0,
+        contactor: None,
+    };
+    host.world.apply(Action::InjectFault(silence)).unwrap();
+    host.ties_seen = [0; 2];
+    host.run(1_000);
+    assert_eq!(host.ties_seen, [0, 20]);
+    assert!(host.violations().is_empty(), "{:?}", host.violations());
+}
+
+#[test]
+fn the_tie_driver_reports_the_current_a_neighbour_feeds_across_the_tie() {
+    let mut host = Host::new(4);
+    host.run(200);
+    // Both buses dead: tie 0 may close (S3); gun 0 then charges from segment 1's modules.
+    host.relay(0, 0, 0, 1, false);
+    host.run(200);
+    assert_eq!(host.feedback[0].unwrap().closed.ties, 1);
+    let spec = EvSpec {
+        gun: 0,
+        battery_v: 400.0,
+        soc: 50.0,
+        max_current_a: 100.0,
+        target_soc: 90.0,
+        ev_mac: None,
+        emaid: None,
+        capacity_kwh: 10.0,
+    };
+    host.world.apply(Action::Plug(spec)).unwrap();
+    host.run_until(5_000, "authorisation request", |h| {
+        h.info[0].is_some_and(|x| x.auth_pending)
+    });
+    host.config(0, ConfigWrite::AuthGranted(AuthStatus::Accepted));
+    host.config(0, ConfigWrite::Lock(LockCommand::Lock));
+    host.run_until(5_000, "precharge", |h| {
+        h.phase(0) == Some(HlcPhase::PreCharge)
+    });
+    let target = host.session[0].unwrap().ev_target_voltage.0;
+    host.set_module(2, true, target, 10.0);
+    host.set_module(3, true, target, 10.0);
+    host.relay(1, 0, 0b11, 0, false);
+    host.run_until(3_000, "bus matched across the tie", |h| {
+        (h.bus_voltage(0) - target).abs() < 5.0
+    });
+    host.relay(0, 1, 0, 1, false);
+    host.run_until(3_000, "current demand", |h| {
+        h.phase(0) == Some(HlcPhase::CurrentDemand)
+    });
+    let demand = host.session[0].unwrap();
+    let share = demand.ev_target_current.0 / 2.0;
+    host.set_module(2, true, demand.ev_target_voltage.0, share);
+    host.set_module(3, true, demand.ev_target_voltage.0, share);
+    host.run(1_000);
+
+    // Everything the EV takes flows from segment 1 to segment 0: against the tie's
+    // positive direction, so negative.
+    let delivered = host.world.state().guns[0].current_a;
+    let tie = host.tie[0].unwrap();
+    assert!(delivered > 50.0, "{delivered}");
+    assert!(
+        (tie.current.0 + delivered).abs() < 1.0,
+        "{tie:?} for {delivered} A"
+    );
+    assert!(
+        (tie.far_bus_voltage.0 - host.bus_voltage(0)).abs() < 0.05,
+        "{tie:?}"
+    );
+    assert!(host.violations().is_empty(), "{:?}", host.violations());
 }
 
 #[test]

@@ -14,7 +14,7 @@ pub use module::{ModuleEnable, ModuleFaults, ModuleSetpoint, ModuleStatus};
 pub use plc::{
     ChargeInfo, ConfigWrite, Contactors, EMAID_CHARS_PER_FRAME, EMAID_MAX_LEN, EvIdentityFrame,
     EvIdentityPart, EvseLimits, EvsePresent, HostHeartbeat, MacAddress, Meter, PlcHeartbeat,
-    RelayCommand, RelayFeedback, RfidRead, RfidUid, Session,
+    RelayCommand, RelayFeedback, RfidRead, RfidUid, Session, TieFeedback,
 };
 
 use super::catalog::{self, CodecError, Decoded, FrameWriter};
@@ -95,6 +95,7 @@ pub enum PlcMessage {
     EvseLimits(EvseLimits),
     EvsePresent(EvsePresent),
     RelayFeedback(RelayFeedback),
+    TieFeedback(TieFeedback),
     ChargeInfo(ChargeInfo),
     Session(Session),
     Meter(Meter),
@@ -146,6 +147,7 @@ impl CanMessage {
             EvseLimits::NAME => plc(PlcMessage::EvseLimits(Payload::read(&d)?)),
             EvsePresent::NAME => plc(PlcMessage::EvsePresent(Payload::read(&d)?)),
             RelayFeedback::NAME => plc(PlcMessage::RelayFeedback(Payload::read(&d)?)),
+            TieFeedback::NAME => plc(PlcMessage::TieFeedback(Payload::read(&d)?)),
             ChargeInfo::NAME => plc(PlcMessage::ChargeInfo(Payload::read(&d)?)),
             Session::NAME => plc(PlcMessage::Session(Payload::read(&d)?)),
             Meter::NAME => plc(PlcMessage::Meter(Payload::read(&d)?)),
@@ -175,6 +177,7 @@ impl CanMessage {
                     PlcMessage::EvseLimits(m) => write(m, slot),
                     PlcMessage::EvsePresent(m) => write(m, slot),
                     PlcMessage::RelayFeedback(m) => write(m, slot),
+                    PlcMessage::TieFeedback(m) => write(m, slot),
                     PlcMessage::ChargeInfo(m) => write(m, slot),
                     PlcMessage::Session(m) => write(m, slot),
                     PlcMessage::Meter(m) => write(m, slot),

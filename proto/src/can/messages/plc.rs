@@ -1,8 +1,8 @@
 //! Frames between the host and the PLC board of a segment (DESIGN.md §5).
 //!
 //! Host → PLC: [`RelayCommand`], [`HostHeartbeat`], [`ConfigWrite`], [`EvseLimits`],
-//! [`EvsePresent`]. PLC → host: [`RelayFeedback`], [`ChargeInfo`], [`Session`],
-//! [`Meter`], [`PlcHeartbeat`], [`EvIdentityFrame`], [`RfidRead`].
+//! [`EvsePresent`]. PLC → host: [`RelayFeedback`], [`TieFeedback`], [`ChargeInfo`],
+//! [`Session`], [`Meter`], [`PlcHeartbeat`], [`EvIdentityFrame`], [`RfidRead`].
 
 use std::fmt;
 
@@ -244,6 +244,32 @@ impl Payload for RelayFeedback {
             bus_voltage: Volts(d.physical("BusVoltage")?),
             ack_sequence: d.int("AckSequence")?,
             refused: enum_of(d, "RefusedReason")?,
+        })
+    }
+}
+
+/// What the tie contactor's driver measures across the tie, for S3 and S4.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TieFeedback {
+    /// Bus voltage of the next segment around the ring, on the far side of the tie.
+    pub far_bus_voltage: Volts,
+    /// Current through the tie, positive from this segment to the next.
+    pub current: Amps,
+}
+
+impl Payload for TieFeedback {
+    const NAME: &'static str = "TieFeedback";
+
+    fn write(&self, w: &mut FrameWriter<'_>) -> Result<(), CodecError> {
+        w.set("FarBusVoltage", self.far_bus_voltage.0)?
+            .set("TieCurrent", self.current.0)?;
+        Ok(())
+    }
+
+    fn read(d: &Decoded<'_>) -> Result<Self, CodecError> {
+        Ok(Self {
+            far_bus_voltage: Volts(d.physical("FarBusVoltage")?),
+            current: Amps(d.physical("TieCurrent")?),
         })
     }
 }

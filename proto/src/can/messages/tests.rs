@@ -264,3 +264,48 @@ fn ev_identity_header_carries_the_mac_first_octet_lowest() {
     assert_eq!(CanMessage::decode(&frame).unwrap(), message);
     assert_eq!(mac.to_string(), "00:7D:FA:01:02:03");
 }
+
+#[test]
+fn tie_feedback_round_trips_with_a_negative_current() {
+    let message = CanMessage::Plc {
+        slot: PlcSlot::new(3).unwrap(),
+        message: PlcMessage::TieFeedback(TieFeedback {
+            far_bus_voltage: Volts(398.7),
+            current: Amps(-12.5),
+        }),
+    };
+    let encoded = message.encode().unwrap();
+    // 0x0C0 + slot 3; 398.7 V = 3987 = 0x0F93; -12.5 A = -125 = 0xFF83 (two's complement).
+    assert_eq!(encoded.to_string(), "0C3#930F83FF");
+    let CanMessage::Plc {
+        slot,
+        message: PlcMessage::TieFeedback(tie),
+    } = CanMessage::decode(&encoded).unwrap()
+    else {
+        panic!("not TieFeedback");
+    };
+    assert_eq!(slot.get(), 3);
+    assert!((tie.far_bus_voltage.0 - 398.7).abs() < 1e-9);
+    assert!((tie.current.0 + 12.5).abs() < 1e-9);
+
+    // Full scale both ways; a DLC other than 4 is refused.
+    let extreme = |amps| CanMessage::Plc {
+        slot: PlcSlot::default(),
+        message: PlcMessage::TieFeedback(TieFeedback {
+            far_bus_voltage: Volts(1500.0),
+            current: Amps(amps),
+        }),
+    };
+    for amps in [-1000.0, 1000.0] {
+        let encoded = extreme(amps).encode().unwrap();
+        assert_eq!(CanMessage::decode(&encoded).unwrap(), extreme(amps));
+    }
+    assert!(matches!(
+        extreme(-1000.1).encode(),
+        Err(CodecError::OutOfRange { signal, .. }) if signal == "TieCurrent"
+    ));
+    assert!(matches!(
+        CanMessage::decode(&frame("0C0#930F83FF00")),
+        Err(CodecError::WrongDlc { .. })
+    ));
+}
