@@ -9,7 +9,8 @@
 //!   share of the site); once authorised and preparing (up to and through precharge),
 //!   what the EV said it accepts at most (ChargeParameterDiscovery), or the gun's rating
 //!   before it said; once the EV is in CurrentDemand, the current it asks at the voltage
-//!   the meter reads. Always within the gun's rating.
+//!   the meter reads, and at least [`ENERGISED_FLOOR`]: a suspended EV keeps its gun's
+//!   segment out of other guns' islands. Always within the gun's rating.
 //! - **A module's power**: what its node says it can give after derating; nothing while
 //!   it is offline or faulted; its rating before anything is heard.
 //! - **Hysteresis**: a value the planner already planned with moves only when the new
@@ -31,6 +32,9 @@ pub const BAND: Watts = Watts(5_000);
 
 /// How long a fall must last before the planner sees it.
 pub const FALL_HOLD: Duration = Duration::from_secs(2);
+
+/// The least an energised gun asks (see [`gun_demand`]).
+pub const ENERGISED_FLOOR: Watts = Watts(1_000);
 
 /// A publication the book cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,7 +239,9 @@ fn gun_demand(session: &v1::GunSession, rating: Watts) -> Watts {
                 .map(|m| m.voltage_dv)
                 .filter(|&dv| dv > 0)
                 .unwrap_or(session.ev_target_voltage_dv);
-            watts(volts, session.ev_target_current_da)
+            // An energised gun keeps a share however little it asks: its segment must
+            // stay its island's host, never another gun's donor (S2).
+            watts(volts, session.ev_target_current_da).max(ENERGISED_FLOOR)
         }
         SessionPhase::WaitingForPower | SessionPhase::Precharge | SessionPhase::Charging => {
             match (session.ev_max_voltage_dv, session.ev_max_current_da) {
@@ -275,6 +281,13 @@ mod tests {
             s.ev_target_voltage_dv = 4_000;
             s.ev_target_current_da = da;
         })
+    }
+
+    #[test]
+    fn a_suspended_ev_keeps_a_floor_so_its_segment_stays_its_own() {
+        let (mut book, t0) = (book(), Instant::now());
+        assert_eq!(book.handle_gun(&asking(0), t0), Ok(true));
+        assert_eq!(book.demand(GunId(0)), ENERGISED_FLOOR);
     }
 
     #[test]

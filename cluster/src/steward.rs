@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use ringhub_proto::config::{CabinetId, SegmentId};
 
 use crate::demand::DemandBook;
+use crate::handover;
 use crate::planner;
 use crate::record::{
     Command, Epoch, HubRecord, Island, OutOfService, Plan, SegmentSpec, TieObservation, Topology,
@@ -128,22 +129,26 @@ impl Steward {
         if desired.islands == current.islands {
             return None;
         }
-        // A rise waits until every node in service has applied the epoch in force, so
-        // that any two epochs nodes may hold keep S8. A step that only lowers budgets is
-        // safe beside any earlier epoch: it goes at once, so a node slow to report does not
+        // Break before make: what the desired plan takes away (ties it opens, modules it
+        // moves, budgets that fall) goes first, in a plan that gives nothing. It is safe
+        // beside any earlier epoch, so it goes at once: a node slow to report does not
         // hold up a fall (a tripped module, a session ended).
-        if reached_everywhere(record, current.epoch) {
-            let limit = planner::from_record::input(record, book).site_limit;
-            return Some(Command::CommitPlan(transition_step(
-                current, &desired, limit,
-            )));
+        let states = &record.snapshot().segments;
+        let lower = handover::lowered(record.topology(), states, current, &desired);
+        let reached = reached_everywhere(record, current.epoch);
+        if lower.islands != current.islands && !(reached && same_shape(&lower, current)) {
+            return Some(Command::CommitPlan(lower));
         }
-        let lower = transition_step(current, &desired, Watts(0));
-        let after = budgets_of(&lower);
-        let falls = budgets_of(current)
-            .iter()
-            .any(|(gun, before)| after.get(gun).copied().unwrap_or_default() < *before);
-        falls.then_some(Command::CommitPlan(lower))
+        // What gives (a tie closed, a module handed over, a budget raised) waits until
+        // every node in service has reached the epoch in force, so that any two epochs
+        // nodes may hold keep S1, S2 and S8. Budgets alone may fall and rise in one step.
+        if !reached {
+            return None;
+        }
+        let limit = planner::from_record::input(record, book).site_limit;
+        Some(Command::CommitPlan(transition_step(
+            current, &desired, limit,
+        )))
     }
 
     /// A cabinet without its token: its in-service segments go out of service.
@@ -291,6 +296,15 @@ pub fn transition_step(current: &Plan, desired: &Plan, limit: Watts) -> Plan {
         ),
         ..desired.clone()
     }
+}
+
+/// The two plans differ in budgets only.
+fn same_shape(a: &Plan, b: &Plan) -> bool {
+    a.islands.len() == b.islands.len()
+        && a.islands
+            .iter()
+            .zip(&b.islands)
+            .all(|(x, y)| (&x.segments, x.gun, &x.modules) == (&y.segments, y.gun, &y.modules))
 }
 
 /// Each served gun's budget in `plan`.

@@ -15,6 +15,7 @@ pub mod can;
 pub mod cli;
 pub mod connector;
 pub mod epochs;
+pub mod islands;
 pub mod latches;
 pub mod metrics;
 pub mod ocpp;

@@ -35,6 +35,8 @@ use crate::connector::{
     SegmentController, SegmentSetup, SegmentSnapshot, Timing,
 };
 use crate::epochs::{self, Report};
+use crate::islands::link::Outgoing;
+use crate::islands::{self, Part, Wire};
 use crate::latches::{self, ChangeSeq, LatchChange};
 use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG, PreviousStop};
 use crate::options::NodeOptions;
@@ -55,6 +57,9 @@ const CLUSTER_CHECK_PERIOD: Duration = Duration::from_millis(100);
 const SEND_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest wait for the Zenoh session to close at shutdown (Zenoh's own limit is 10 s).
 const SESSION_CLOSE_LIMIT: Duration = Duration::from_secs(1);
+/// How long a degraded node waits before it takes the ties it cannot hear of for open:
+/// the majority opens them a PLC watchdog after its own lease (S7).
+const DEGRADED_TRUST: Duration = Duration::from_secs(2);
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +165,7 @@ pub async fn run(
         boot_id: origin_boot_id,
         started_unix_ms: publish::unix_ms(),
     };
+    let link_origin = origin.clone();
     let publisher = Publisher::new(
         session.clone(),
         origin,
@@ -182,6 +188,18 @@ pub async fn run(
         .map_err(join_error)??;
     let (latch_tx, latch_rx) = mpsc::unbounded_channel();
     let (reports_tx, reports_rx) = watch::channel(None);
+    let wire = Arc::new(std::sync::Mutex::new(Wire::default()));
+    let (outgoing_tx, outgoing_rx) = watch::channel(Vec::new());
+    let island_link = tokio::spawn({
+        let (session, wire, shutdown) = (session.clone(), wire.clone(), shutdown.clone());
+        async move {
+            if let Err(error) =
+                islands::link::run(session, link_origin, wire, outgoing_rx, shutdown).await
+            {
+                tracing::error!(%error, "island link stopped: donors hear no host");
+            }
+        }
+    });
     let reporter = tokio::spawn(epochs::report_loop(
         cluster.clone(),
         options.node.clone(),
@@ -195,7 +213,14 @@ pub async fn run(
         reports: reports_tx,
         voters: config.cabinets.iter().map(|c| c.id.clone()).collect(),
     };
-    let mut control = Control::new(&options, store.clone(), snapshots_tx, link).await?;
+    let mut control = Control::new(
+        &options,
+        store.clone(),
+        snapshots_tx,
+        link,
+        (wire, outgoing_tx),
+    )
+    .await?;
     control.restore_latches(&pending_latches);
     let latch_task = tokio::spawn(latches::run(
         cluster.clone(),
@@ -224,6 +249,7 @@ pub async fn run(
     admin.abort();
     let _ = latch_task.await;
     let _ = reporter.await;
+    let _ = island_link.await;
     cluster.shutdown().await;
     if let Ok(publisher) = publisher {
         match tokio::time::timeout(SESSION_CLOSE_LIMIT, publisher.close()).await {
@@ -290,6 +316,19 @@ struct Control {
     lease: Lease,
     /// The plan epoch whose budgets the controllers have; `None` until one is applied.
     applied_epoch: Option<Epoch>,
+    /// Why the applied epoch is still to be reported, once every segment has carried
+    /// out its part.
+    unreported: Option<&'static str>,
+    /// What the plan asks of each segment (every segment alone while degraded, S7).
+    parts: Vec<Part>,
+    /// What the ring says, from the island link and the controllers.
+    wire: Arc<std::sync::Mutex<Wire>>,
+    /// What this node's hosts and donors say, to the island link.
+    outgoing: watch::Sender<Vec<Outgoing>>,
+    /// What was last handed to the link with a notification.
+    said: Vec<Outgoing>,
+    /// Since when the node has been degraded (S7).
+    degraded_since: Option<Instant>,
     /// When the cluster was last looked at.
     last_cluster_check: Instant,
 }
@@ -321,6 +360,7 @@ impl Control {
         store: Arc<Store>,
         snapshots: watch::Sender<Published>,
         link: ClusterLink,
+        (wire, outgoing): (Arc<std::sync::Mutex<Wire>>, watch::Sender<Vec<Outgoing>>),
     ) -> Result<Self, NodeError> {
         let now = Instant::now();
         let mut controllers: Vec<SegmentController> = segment_setups(options)
@@ -346,6 +386,12 @@ impl Control {
             }
         }
         let count = controllers.len();
+        // Until a plan is applied, every segment alone: its gun energises only once the
+        // ties around it read open.
+        let parts = link
+            .cluster
+            .record()
+            .read(|r| islands::alone(r, &options.node));
         Ok(Self {
             bus: ReconnectingBus::new(options.can.clone(), ReconnectPolicy::default()),
             controllers,
@@ -362,6 +408,12 @@ impl Control {
             link,
             lease: Lease::new(now, LEASE),
             applied_epoch: None,
+            unreported: None,
+            parts,
+            wire,
+            outgoing,
+            said: Vec::new(),
+            degraded_since: None,
             last_cluster_check: now,
         })
     }
@@ -399,62 +451,139 @@ impl Control {
         crate::metrics::record_standing(standing);
         match standing {
             Standing::Degraded => {
-                // Every tie stays open and every gun on its own modules whatever the
-                // plan: there is nothing to ramp down or open beyond the budgets kept.
+                self.degraded_since = Some(now);
+                // Every segment alone whatever the plan (`apply_plan`): donors ramp
+                // down, hosts keep to their own modules, ties open once below 5 A.
                 tracing::warn!(
                     alive = alive.len(),
                     "no contact with a majority for longer than the lease: degraded local mode, own modules only, ties open"
                 );
             }
             Standing::Joined => {
+                self.degraded_since = None;
                 tracing::info!("contact with a majority again: following the committed plan");
                 self.applied_epoch = None;
             }
         }
     }
 
-    /// Hands a new epoch's budgets to the controllers and reports it (see `epochs`);
-    /// nothing while degraded, and nothing for the initial epoch 0, which grants nothing.
+    /// Hands a new epoch's budgets and island parts to the controllers, and reports the
+    /// epoch once every segment has carried out its part (see `epochs`). While degraded,
+    /// nothing new is applied and every segment is alone, its tie opened (S7).
     fn apply_plan(&mut self, now: Instant) {
         if self.lease.standing() != Standing::Joined {
+            self.parts = self
+                .link
+                .cluster
+                .record()
+                .read(|r| islands::alone(r, &self.node));
             return;
         }
-        let (epoch, budgets) = self
-            .link
-            .cluster
-            .record()
-            .read(|r| (r.epoch(), epochs::budgets(r, &self.node)));
-        if epoch == Epoch(0) || self.applied_epoch == Some(epoch) {
-            return;
+        let (epoch, budgets, parts) = self.link.cluster.record().read(|r| {
+            (
+                r.epoch(),
+                epochs::budgets(r, &self.node),
+                islands::parts(r, &self.node),
+            )
+        });
+        if epoch != Epoch(0) && self.applied_epoch != Some(epoch) {
+            for (segment, budget) in budgets {
+                if let Some(controller) = self
+                    .controllers
+                    .iter_mut()
+                    .find(|c| c.setup().segment == segment)
+                {
+                    let _ = controller.handle_command(Command::SetBudget(Some(budget)), now);
+                }
+            }
+            self.parts = parts;
+            self.unreported = Some(if self.applied_epoch.is_none() {
+                "joined"
+            } else {
+                "new epoch"
+            });
+            tracing::info!(epoch = epoch.0, "plan applied");
+            self.applied_epoch = Some(epoch);
         }
-        for (segment, budget) in budgets {
-            if let Some(controller) = self
+        let reached = self.controllers.iter().all(|c| c.island_reached(now));
+        if let (Some(why), Some(epoch), true) = (self.unreported, self.applied_epoch, reached) {
+            let ties = self
                 .controllers
-                .iter_mut()
-                .find(|c| c.setup().segment == segment)
-            {
-                let _ = controller.handle_command(Command::SetBudget(Some(budget)), now);
+                .iter()
+                .filter(|c| c.setup().tie_fitted)
+                .map(|c| {
+                    let view = c.snapshot(now).mn.unwrap_or_default();
+                    (c.setup().segment, epochs::tie_observation(&view))
+                })
+                .collect();
+            tracing::info!(epoch = epoch.0, why, "plan reached");
+            self.link
+                .reports
+                .send_replace(Some(Report { epoch, ties, why }));
+            self.unreported = None;
+        }
+    }
+
+    /// Every tick: the ring's news into each controller's island part, and what this
+    /// node's hosts and donors say out to the link.
+    fn step_islands(&mut self, now: Instant) {
+        let epoch = self.applied_epoch.unwrap_or_default();
+        // A tie not heard of counts as open only once the majority has opened what is
+        // next to this cabinet (S7: after the lease and the PLC watchdog).
+        let degraded = self
+            .degraded_since
+            .is_some_and(|since| now.duration_since(since) >= DEGRADED_TRUST);
+        let mut said = Vec::new();
+        {
+            let mut wire = self
+                .wire
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for controller in &self.controllers {
+                if let Some(closed) = controller.tie_reads_closed() {
+                    wire.tie(controller.setup().segment, closed, now);
+                }
+            }
+            for controller in &mut self.controllers {
+                let segment = controller.setup().segment;
+                let Some(part) = self.parts.iter().find(|p| p.segment == segment) else {
+                    controller.set_island(Default::default());
+                    continue;
+                };
+                controller.set_island(wire.input(part, now, degraded));
+                match part.role {
+                    islands::Role::Host { gun, .. } => {
+                        if let Some(setpoint) = controller.host_setpoint() {
+                            said.push(Outgoing::Host {
+                                gun,
+                                segment,
+                                epoch,
+                                setpoint,
+                            });
+                        }
+                    }
+                    islands::Role::Donor { gun, .. } => {
+                        if let Some(status) = controller.donor_status(now) {
+                            said.push(Outgoing::Donor {
+                                gun,
+                                segment,
+                                epoch,
+                                status,
+                            });
+                        }
+                    }
+                    islands::Role::Alone => {}
+                }
             }
         }
-        let ties = self
-            .controllers
-            .iter()
-            .filter(|c| c.setup().tie_fitted)
-            .map(|c| {
-                let view = c.snapshot(now).mn.unwrap_or_default();
-                (c.setup().segment, epochs::tie_observation(&view))
-            })
-            .collect();
-        let why = if self.applied_epoch.is_none() {
-            "joined"
-        } else {
-            "new epoch"
-        };
-        tracing::info!(epoch = epoch.0, why, "plan applied");
-        self.link
-            .reports
-            .send_replace(Some(Report { epoch, ties, why }));
-        self.applied_epoch = Some(epoch);
+        let notify = islands::link::changed(&self.said, &said);
+        if notify {
+            self.said = said.clone();
+        }
+        self.outgoing.send_if_modified(|current| {
+            *current = said;
+            notify
+        });
     }
 
     /// Puts the latches that need an operator back into the controllers (see
@@ -545,6 +674,7 @@ impl Control {
                 },
                 _ = tick.tick() => {
                     let started = Instant::now();
+                    self.step_islands(started);
                     for controller in &mut self.controllers {
                         controller.handle_timeout(started);
                     }

@@ -9,26 +9,31 @@
 //! - a module of the second gun trips: its grant shrinks to what is left, and the first
 //!   gun gets the power freed;
 //!
-//! with zero referee violations throughout. Each cabinet's guns still charge on their own
-//! segment's modules: islands that span segments come with the node side of sharing.
+//! with zero referee violations throughout. The hub has no ties, so each gun charges on
+//! its own segment's modules; `sharing_nodes.rs` shares modules across cabinets.
 
 mod common;
 
 use std::time::Instant;
 
-use common::cluster::{hub_args, status};
+use common::cluster::{delivered_kw, granted, hub_args, status};
 use common::{
-    NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually, gun,
+    NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually,
     inject, scrape, start_sim, state,
 };
 use ringhub_proto::config::{DEMO_TOML, HubConfig};
 use ringhub_sim::world::{Action, EvSpec, FaultKind};
-use serde_json::Value;
 
-/// The demo hub with a 150 kW grid connection: two guns of 100 kW of modules contend.
+/// The demo hub with a 150 kW grid connection and no ties: two guns of 100 kW of
+/// modules each contend, each on its own segment's modules.
 fn tight_hub() -> String {
-    let tight = DEMO_TOML.replace("site_limit_kw = 400", "site_limit_kw = 150");
-    assert_ne!(tight, DEMO_TOML, "the demo config names its site limit");
+    let tight = DEMO_TOML
+        .replace("site_limit_kw = 400", "site_limit_kw = 150")
+        .replace("tie = \"fitted\"", "tie = \"absent\"");
+    assert!(
+        tight.contains("site_limit_kw = 150") && tight.contains("tie = \"absent\""),
+        "the demo config names its site limit and its ties"
+    );
     tight
 }
 
@@ -44,32 +49,6 @@ fn hungry_ev(gun: u16) -> EvSpec {
         emaid: None,
         capacity_kwh: 80.0,
     }
-}
-
-/// What the plan in force grants `gun`, watts.
-fn granted(status: &Value, gun: u64) -> u64 {
-    status["islands"]
-        .as_array()
-        .and_then(|islands| islands.iter().find(|i| i["gun"] == gun))
-        .and_then(|i| i["granted_w"].as_u64())
-        .unwrap_or(0)
-}
-
-/// The power a gun delivers now, as the simulator's physics say, kW.
-fn delivered_kw(truth: &Value, id: u64) -> f64 {
-    let g = gun(truth, id);
-    let volts = truth["islands"]
-        .as_array()
-        .and_then(|islands| {
-            islands.iter().find(|i| {
-                i["energised_guns"]
-                    .as_array()
-                    .is_some_and(|g| g.contains(&id.into()))
-            })
-        })
-        .and_then(|i| i["voltage_v"].as_f64())
-        .unwrap_or(0.0);
-    g["current_a"].as_f64().unwrap_or(0.0) * volts / 1000.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

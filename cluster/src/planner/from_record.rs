@@ -7,11 +7,9 @@ use crate::record::{HubRecord, SegmentSpec, TieObservation, Watts};
 
 /// The input for planning the next epoch of `record`.
 ///
-/// The site limit is what is left after lost cabinets' reserves (S7, S8). A tie seen
-/// welded is planned welded (its two segments share an island, S2); every other tie is
-/// planned as absent for now: the nodes carry out islands of one segment only, each gun
-/// on its own segment's modules, until the node side of module sharing (break-before-make
-/// tie and module hand-overs) lands.
+/// The site limit is what is left after lost cabinets' reserves (S7, S8). A fitted tie is
+/// planned as its nodes last saw it: welded closed (its two segments share an island,
+/// S2), stuck open (never closed again until it reads open), or usable.
 pub fn input(record: &HubRecord, book: &DemandBook) -> PlannerInput {
     let topology = record.topology();
     let reserved: u64 = record
@@ -51,9 +49,13 @@ pub fn input(record: &HubRecord, book: &DemandBook) -> PlannerInput {
 
 /// See [`input`].
 fn tie(record: &HubRecord, spec: &SegmentSpec) -> TieState {
+    if !spec.tie_fitted {
+        return TieState::Absent;
+    }
     let seen = record.snapshot().segments.get(&spec.id).and_then(|s| s.tie);
     match seen {
-        Some(TieObservation::WeldedClosed) if spec.tie_fitted => TieState::WeldedClosed,
-        _ => TieState::Absent,
+        Some(TieObservation::WeldedClosed) => TieState::WeldedClosed,
+        Some(TieObservation::StuckOpen) => TieState::StuckOpen,
+        Some(TieObservation::Open | TieObservation::Closed) | None => TieState::Ok,
     }
 }

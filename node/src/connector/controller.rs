@@ -16,6 +16,7 @@ use ringhub_proto::units::{Amps, KilowattHours, Kilowatts, Volts};
 
 use super::derate::{Derate, DerateCurve};
 use super::faults::FaultList;
+use super::island::{HostSetpoint, IslandPart};
 use super::meter::MeterValidator;
 use super::modules::ModuleTracker;
 use super::session::GunSession;
@@ -23,7 +24,7 @@ use super::snapshot::{ContactorView, FaultCode, LocalFault, SegmentSnapshot};
 use super::{AuthDecision, Command, CommandError, ConnectorEvent, SegmentSetup};
 
 /// Lowest output voltage the modules regulate, offered to the EV.
-const MIN_VOLTAGE: f64 = 150.0;
+pub(super) const MIN_VOLTAGE: f64 = 150.0;
 
 /// A contactor of the segment, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,14 @@ pub struct SegmentController {
     pub(super) out_of_service: bool,
     /// The power the committed plan grants the gun; `None`: no plan applied yet.
     pub(super) budget: Option<Kilowatts>,
+    /// The segment's part in its island, as the node last gave it.
+    pub(super) island: IslandPart,
+    /// What the segment asks of its donors while it hosts an island.
+    pub(super) host_out: HostSetpoint,
+    /// Since when the tie the plan opens has been waiting for its current to fall.
+    pub(super) tie_draining_since: Option<Instant>,
+    /// Since when the tie the plan closes has been matched, and the bus voltage then.
+    pub(super) tie_match_since: Option<(Instant, f64)>,
     /// The gun's session, if a gun is fitted.
     pub(super) gun: Option<GunSession>,
     /// Messages to send.
@@ -180,6 +189,10 @@ impl SegmentController {
             faults: FaultList::default(),
             out_of_service: false,
             budget: None,
+            island: IslandPart::default(),
+            host_out: HostSetpoint::default(),
+            tie_draining_since: None,
+            tie_match_since: None,
             gun,
             outbox: VecDeque::new(),
             urgent: VecDeque::new(),
@@ -391,7 +404,9 @@ impl SegmentController {
     /// Supervision, session, commands: run on every tick and every event.
     pub(super) fn control(&mut self, now: Instant) {
         self.supervise(now);
+        self.host_out.bus_voltage = self.plc.feedback.map_or(Volts(0.0), |f| f.bus_voltage);
         self.step_session(now);
+        self.step_tie(now);
         self.send_commands(now);
         while let Some((fault, raised)) = self.faults.poll_change() {
             self.events
@@ -675,9 +690,20 @@ impl SegmentController {
             .fold(0.0, f64::max)
     }
 
-    /// Power the segment's in-service modules can give now, within the budget.
+    /// Power the segment's in-service modules, and a host's connected donors, can give
+    /// now, within the budget.
     pub(super) fn available_power(&self, now: Instant) -> f64 {
-        let modules: f64 = self.modules.iter().map(|m| m.available_power(now)).sum();
+        let voltage = self
+            .plc
+            .session
+            .map_or(0.0, |s| s.ev_target_voltage.0)
+            .max(MIN_VOLTAGE);
+        let modules: f64 = self
+            .modules
+            .iter()
+            .map(|m| m.available_power(now))
+            .sum::<f64>()
+            + self.donor_current() * voltage / 1000.0;
         self.budget.map_or(modules, |b| modules.min(b.0))
     }
 
@@ -695,7 +721,8 @@ impl SegmentController {
             .modules
             .iter()
             .map(|m| m.current_capability(voltage, now))
-            .sum();
+            .sum::<f64>()
+            + self.donor_current();
         let budget = self
             .budget
             .map_or(f64::INFINITY, |b| b.0 * 1000.0 / voltage);

@@ -37,11 +37,13 @@
 //! matches the battery (S5); nothing is opened above 5 A except as an emergency that
 //! latches a fault (S4); a contactor whose feedback stays closed after an open command
 //! latches a weld and takes the segment out of service until an operator clears it (S9);
-//! ties stay open (S7, until the planner exists).
+//! a tie closes only across matched or dead buses (S3) and opens only below 5 A (S4),
+//! and a donor's gun stays off while its modules feed another gun (S2; `island.rs`).
 
 mod controller;
 mod derate;
 mod faults;
+mod island;
 mod meter;
 mod modules;
 mod preparation;
@@ -57,6 +59,7 @@ use ringhub_proto::units::{Amps, KilowattHours, Kilowatts, Volts};
 
 pub use self::controller::SegmentController;
 pub use self::derate::{Derate, DerateCurve};
+pub use self::island::{DonorStatus, HostSetpoint, IslandPart, IslandRole, TIE_RAMP_DOWN};
 pub use self::modules::ModuleSetup;
 pub use self::snapshot::{
     ConnectorStatus, ContactorView, FaultCode, GunSnapshot, IdToken, LocalFault, MeterView,

@@ -309,39 +309,50 @@ impl SegmentController {
         Ok(())
     }
 
-    fn set_all_modules(&mut self, setpoint: impl Fn(usize) -> Setpoint) {
-        for i in 0..self.modules.len() {
-            self.modules[i].setpoint = setpoint(i);
-        }
-    }
-
-    /// Module setpoints: `voltage` at `current` in total, shared among in-service modules
-    /// by capability; out-of-service modules off and disconnected.
+    /// Module setpoints: `voltage` at `current` in total, shared among the in-service
+    /// modules, and a host's connected donors, by capability; out-of-service modules off
+    /// and disconnected. What the donors are asked for goes out as the host's setpoint.
     fn drive_modules(&mut self, voltage: f64, current: f64, now: Instant) {
-        let capabilities: Vec<f64> = self
+        let own: f64 = self
             .modules
             .iter()
-            .map(|m| {
-                if m.in_service(now) {
-                    m.current_capability(voltage, now)
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let total: f64 = capabilities.iter().sum();
-        for (i, capability) in capabilities.iter().copied().enumerate() {
+            .filter(|m| m.in_service(now))
+            .map(|m| m.current_capability(voltage, now))
+            .sum();
+        let total = own + self.donor_current();
+        let share = if total > 0.0 {
+            current.min(total) / total
+        } else {
+            0.0
+        };
+        self.host_out.voltage = Volts(voltage);
+        self.host_out.share = share;
+        self.drive_each(voltage, u8::MAX, |capability| capability * share, now);
+    }
+
+    /// Each in-service module of `modules` (bit i: module i) on at `voltage` and
+    /// `current_of` its current capability, its contactor closed; the others off and
+    /// drained (S4).
+    pub(super) fn drive_each(
+        &mut self,
+        voltage: f64,
+        modules: u8,
+        current_of: impl Fn(f64) -> f64,
+        now: Instant,
+    ) {
+        for i in 0..self.modules.len() {
+            let module = &self.modules[i];
+            let capability = if modules >> i & 1 == 1 && module.in_service(now) {
+                module.current_capability(voltage, now)
+            } else {
+                0.0
+            };
             if capability > 0.0 {
-                let share = if total > 0.0 {
-                    current.min(total) * capability / total
-                } else {
-                    0.0
-                };
-                let power = self.modules[i].available_power(now);
+                let power = module.available_power(now);
                 self.modules[i].setpoint = Setpoint {
                     enabled: true,
                     voltage: Volts(voltage),
-                    current: Amps(share),
+                    current: Amps(current_of(capability)),
                     power: Kilowatts(power),
                 };
                 self.modules[i].draining_since = None;
@@ -390,11 +401,23 @@ impl SegmentController {
         }
     }
 
-    /// Modules off and disconnected.
-    fn release_modules(&mut self, now: Instant) {
-        self.set_all_modules(|_| Setpoint::default());
+    /// Modules off, and disconnected once they carry less than 5 A (S4); the host's
+    /// donors are asked for nothing.
+    pub(super) fn release_modules(&mut self, now: Instant) {
+        self.host_out.voltage = Volts(0.0);
+        self.host_out.share = 0.0;
         for i in 0..self.modules.len() {
-            self.relays.set(Which::Module(i), false, now);
+            self.modules[i].setpoint = Setpoint::default();
+            self.drain_module(i, now);
+        }
+    }
+
+    /// Modules while the gun draws nothing: a donor's feed its host, others rest.
+    fn idle_modules(&mut self, now: Instant) {
+        if self.is_donor() {
+            self.donate(now);
+        } else {
+            self.release_modules(now);
         }
     }
 
@@ -474,6 +497,11 @@ impl SegmentController {
 
     /// [`Self::stop_reason`], raising the fault a lost lock is.
     fn must_stop(&mut self, now: Instant) -> Option<StopReason> {
+        // The plan gave the segment's modules to another gun: this one may not energise
+        // (S2). The planner keeps an energised gun in service, so this is a safeguard.
+        if self.is_donor() {
+            return Some(StopReason::Remote);
+        }
         let reason = self.stop_reason()?;
         if reason == StopReason::Fault(FaultCode::LockFailure) {
             let lock = self.plc.info.map_or(LockState::Unlocked, |i| i.lock);
@@ -531,7 +559,7 @@ impl SegmentController {
             self.emergency_open(now);
         }
         let Some(gun) = self.gun.clone() else {
-            self.release_modules(now);
+            self.idle_modules(now);
             return;
         };
         let timing = self.setup.timing;
@@ -555,7 +583,7 @@ impl SegmentController {
             State::Idle => {
                 // An emergency open is over once the EV has left.
                 self.relays.emergency = false;
-                self.release_modules(now);
+                self.idle_modules(now);
                 self.relays.set(Which::Gun, false, now);
                 if self.preparation_expired(&gun, now) {
                     self.expire_token();
@@ -579,6 +607,9 @@ impl SegmentController {
                 }
             }
             State::Authorising => {
+                // Nothing is energised before precharge: the modules rest, or feed the
+                // host whose donor the segment is.
+                self.idle_modules(now);
                 if !plugged {
                     self.finish(StopReason::Unplugged);
                 } else if self.blocked() || !gun.available {
@@ -618,6 +649,7 @@ impl SegmentController {
                 }
             }
             State::WaitingForEv { lock_commanded } => {
+                self.idle_modules(now);
                 // The lock is still moving here: only a lock fault or the timeout is a failure.
                 let stop = self
                     .stop_reason()
@@ -638,6 +670,8 @@ impl SegmentController {
                     self.finish(reason);
                 } else if locked
                     && session.is_some_and(|s| s.phase == HlcPhase::PreCharge)
+                    && !self.is_donor()
+                    && self.island.separated
                     && let Some(g) = self.gun_mut()
                 {
                     g.state = State::Precharge { since: now };
@@ -656,6 +690,7 @@ impl SegmentController {
                         && (bus - target).abs() <= PRECHARGE_MATCH_V
                         && plc_accepted
                         && locked
+                        && self.island.separated
                     {
                         self.relays.set(Which::Gun, true, now);
                         if let Some(g) = self.gun_mut() {
@@ -735,6 +770,7 @@ impl SegmentController {
                     m.setpoint.current = Amps(0.0);
                     m.setpoint.voltage = Volts(voltage.min(m.setup.max_voltage.0));
                 }
+                self.host_out.share = 0.0;
                 let current = self.gun_current(now);
                 let gc_open = self.plc.feedback.is_none_or(|f| f.closed.gun & 1 == 0)
                     && !self.relays.wanted(Which::Gun);
@@ -778,7 +814,7 @@ impl SegmentController {
                 }
             }
             State::Finished { .. } => {
-                self.release_modules(now);
+                self.idle_modules(now);
                 self.relays.set(Which::Gun, false, now);
                 // Unlock only when de-energised.
                 if self.deenergised(now) && gun.lock_written == Some(LockCommand::Lock) {

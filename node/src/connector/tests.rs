@@ -16,6 +16,7 @@ use ringhub_sim::world::{Action, ActionReply, EvSpec, FaultKind, FaultSpec, Worl
 use super::*;
 
 mod connection_timeout;
+mod islands;
 mod remote_start;
 mod unlock;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ringhub_sim::server::Sim;
 use serde_json::Value;
 
-use super::{NodeArgs, TempDir, free_port};
+use super::{NodeArgs, TempDir, free_port, gun};
 
 /// The demo hub's cabinets.
 pub const CABINETS: [&str; 3] = ["cab-a", "cab-b", "cab-c"];
@@ -70,4 +70,30 @@ pub fn segment_status(status: &Value, id: u64) -> &Value {
         .as_array()
         .and_then(|s| s.iter().find(|s| s["segment"] == id))
         .unwrap_or(&NONE)
+}
+
+/// What the plan in force grants `gun`, watts.
+pub fn granted(status: &Value, gun: u64) -> u64 {
+    status["islands"]
+        .as_array()
+        .and_then(|islands| islands.iter().find(|i| i["gun"] == gun))
+        .and_then(|i| i["granted_w"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The power a gun delivers now, as the simulator's physics say, kW.
+pub fn delivered_kw(truth: &Value, id: u64) -> f64 {
+    let g = gun(truth, id);
+    let volts = truth["islands"]
+        .as_array()
+        .and_then(|islands| {
+            islands.iter().find(|i| {
+                i["energised_guns"]
+                    .as_array()
+                    .is_some_and(|g| g.contains(&id.into()))
+            })
+        })
+        .and_then(|i| i["voltage_v"].as_f64())
+        .unwrap_or(0.0);
+    g["current_a"].as_f64().unwrap_or(0.0) * volts / 1000.0
 }
