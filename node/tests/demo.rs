@@ -1,5 +1,6 @@
 //! `ringhub demo`, the README's first command, runs a simulated hub with a node per
-//! cabinet, charges the scripted EVs and ends with no safety violation.
+//! cabinet, charges the scripted EVs, shares modules between segments on the way, and
+//! ends with no safety violation.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -51,6 +52,26 @@ fn the_demo_charges_its_evs_without_violations() {
         .expect("read stderr");
     assert!(status.success(), "demo failed: {status}\n{out}\n{err}");
     assert!(out.contains("referee: no safety violations"), "{out}");
+    // Some frame shows a shared island: a segment feeding another segment's gun (in the
+    // demo, gun n sits on segment n).
+    let shared = out
+        .lines()
+        .filter_map(|line| line.split_once("ring: ").map(|(_, ring)| ring))
+        .flat_map(|ring| ring.split('[').skip(1))
+        .any(|segment| {
+            let id = segment.split_whitespace().next().unwrap_or_default();
+            segment
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .split("→g")
+                .skip(1)
+                .any(|gun| gun != id)
+        });
+    assert!(
+        shared,
+        "no frame shows modules shared between segments:\n{out}"
+    );
     // The last frame: the nodes report the scripted EVs charging on the plan's grants,
     // which stay within the demo hub's 400 kW.
     let last_frame = out.rsplit("t=").next().unwrap_or_default();

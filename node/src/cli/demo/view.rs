@@ -205,24 +205,36 @@ impl HubView {
     }
 }
 
-/// The ring as the simulator's contactors have it: each segment with its cabinet, and
-/// each tie closed (`═`) or open (`┊`).
+/// The ring as the simulator's contactors have it: each segment with its cabinet and the
+/// gun its island energises (`→g1`), and each tie closed (`═`) or open (`┊`).
 fn ring_line(truth: &Value) -> String {
     let mut line = String::from("  ring: ");
+    let islands = truth["islands"].as_array().cloned().unwrap_or_default();
     for segment in truth["segments"].as_array().into_iter().flatten() {
         let tie_closed = segment["contactors"]
             .as_array()
             .into_iter()
             .flatten()
             .any(|c| c["name"] == "mn" && c["closed"] == true);
+        let feeds: String = islands
+            .iter()
+            .filter(|i| {
+                i["segments"]
+                    .as_array()
+                    .is_some_and(|s| s.contains(&segment["id"]))
+            })
+            .flat_map(|i| i["energised_guns"].as_array().cloned().unwrap_or_default())
+            .map(|g| format!("→g{g}"))
+            .collect();
         line.push_str(&format!(
-            "[{} {}]{}",
+            "[{} {}{}]{}",
             segment["id"],
             segment["cabinet"].as_str().unwrap_or("?"),
+            feeds,
             if tie_closed { "═" } else { "┊" }
         ));
     }
-    line.push_str("  (═ tie closed, ┊ open; the last tie closes the ring)\n");
+    line.push_str("  (═ tie closed, ┊ open; →g: the gun the island feeds)\n");
     line
 }
 
