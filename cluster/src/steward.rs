@@ -828,6 +828,68 @@ mod tests {
         assert!(hub.out(4).is_none() && hub.out(5).is_none());
     }
 
+    #[test]
+    fn a_shared_island_is_cut_before_a_newcomer_gets_its_modules_back() {
+        use ringhub_proto::config::GunId;
+        let (t0, ring) = (Instant::now(), demo_ring());
+        let mut hub = Hub {
+            book: DemandBook::new(crate::demand::Ratings::from_config(&HubConfig::demo())),
+            record: HubRecord::new(ring.clone()),
+            serial: 0,
+        };
+        let mut steward = Steward::new(t0, ring, HOLD, GRACE);
+        let t1 = t0 + GRACE;
+        let everyone_reports = |hub: &mut Hub| {
+            for node in ["cab-a", "cab-b", "cab-c"] {
+                hub.report(node, TieObservation::Open);
+            }
+        };
+        hub.settle(&mut steward, t1, &all());
+        everyone_reports(&mut hub);
+        // Gun 1 alone asks 300 kW: it grows over its neighbours' modules.
+        hub.book.assume(GunId(1), Watts(300_000));
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1);
+        let shared = hub.record.plan().expect("plan").clone();
+        let island = shared
+            .islands
+            .iter()
+            .find(|i| i.gun == Some(GunId(1)))
+            .expect("gun 1 served");
+        assert_eq!((island.segments.len(), island.budget), (3, Watts(300_000)));
+        let donor = island
+            .segments
+            .iter()
+            .copied()
+            .find(|&s| s != SegmentId(1))
+            .expect("a donor");
+        everyone_reports(&mut hub);
+        // The donor's own gun asks: first the cut, which gives nothing...
+        hub.book.assume(GunId(donor.0), Watts(100_000));
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1);
+        let cut = hub.record.plan().expect("plan").clone();
+        assert!(handover::gives_nothing(&shared, &cut), "{cut:?}");
+        assert!(
+            cut.islands
+                .iter()
+                .any(|i| i.segments.contains(&donor) && i.gun.is_none()),
+            "the donor's segment cut off and idle: {cut:?}"
+        );
+        assert!(
+            hub.settle(&mut steward, t1, &all()).is_empty(),
+            "nothing is given before every node has reached the cut"
+        );
+        // ...then, once reached, the make: the newcomer is served on its own segment.
+        everyone_reports(&mut hub);
+        assert_eq!(hub.settle(&mut steward, t1, &all()).len(), 1);
+        let made = hub.record.plan().expect("plan");
+        let newcomer = made
+            .islands
+            .iter()
+            .find(|i| i.gun == Some(GunId(donor.0)))
+            .expect("the newcomer served");
+        assert!(newcomer.budget >= Watts(100_000), "{made:?}");
+    }
+
     /// A plan granting `budgets[i]` to gun `i` on segment `i` alone (0: no gun).
     fn plan_of(budgets: &[u64]) -> Plan {
         Plan {

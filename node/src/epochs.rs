@@ -2,12 +2,14 @@
 //! "Node loss and partitions"; DESIGN.md §4).
 //!
 //! - While the node is joined (`lease::Standing::Joined`), each new epoch's budgets go to the
-//!   guns' controllers; then the node reports its ties as their feedback shows them and
-//!   the epoch it reached. The plan keeps every tie open and every gun on its own
-//!   modules, so there is nothing to break or make yet beyond the budgets; the planner
-//!   issue adds the module and tie hand-overs, break-before-make.
+//!   guns' controllers and its island parts to the segments (`islands`); once every
+//!   segment has carried its part out (ties as the plan wants them, donors' guns off),
+//!   the node reports its ties as their feedback shows them and the epoch it reached.
+//!   The leader gives nothing new before every node has reached the epoch in force
+//!   (break before make, `ringhub_cluster::handover`).
 //! - While degraded, the node applies nothing new: it charges on with the budgets it has,
-//!   which the majority keeps in reserve for it (S7, S8). Its ties stay open.
+//!   which the majority keeps in reserve for it (S7, S8); every segment is alone, its
+//!   donors ramp down and its ties open.
 //! - A segment of this node that the record holds out of service as lost keeps its
 //!   reserve as its budget: that is what the majority counted it may draw.
 //!
@@ -54,8 +56,13 @@ pub fn budgets(record: &HubRecord, node: &CabinetId) -> Vec<(SegmentId, Kilowatt
         .collect()
 }
 
-/// What a tie's command and feedback say.
-pub fn tie_observation(view: &ContactorView) -> TieObservation {
+/// What a tie's command and feedback say; `unmade`: the plan wanted it closed and its
+/// two sides never matched (see [`crate::connector::TIE_MAKE_TIMEOUT`]), so the planner
+/// should not count on it until it is seen open again.
+pub fn tie_observation(view: &ContactorView, unmade: bool) -> TieObservation {
+    if unmade && !view.closed {
+        return TieObservation::StuckOpen;
+    }
     match (view.commanded, view.closed) {
         (false, false) => TieObservation::Open,
         (true, true) => TieObservation::Closed,
@@ -219,15 +226,26 @@ mod tests {
             closed,
             faulted: false,
         };
-        assert_eq!(tie_observation(&view(false, false)), TieObservation::Open);
-        assert_eq!(tie_observation(&view(true, true)), TieObservation::Closed);
         assert_eq!(
-            tie_observation(&view(false, true)),
+            tie_observation(&view(false, false), false),
+            TieObservation::Open
+        );
+        assert_eq!(
+            tie_observation(&view(true, true), false),
+            TieObservation::Closed
+        );
+        assert_eq!(
+            tie_observation(&view(false, true), false),
             TieObservation::WeldedClosed
         );
         assert_eq!(
-            tie_observation(&view(true, false)),
+            tie_observation(&view(true, false), false),
             TieObservation::StuckOpen
+        );
+        assert_eq!(
+            tie_observation(&view(false, false), true),
+            TieObservation::StuckOpen,
+            "never matched"
         );
     }
 }

@@ -513,7 +513,8 @@ impl Control {
                 .filter(|c| c.setup().tie_fitted)
                 .map(|c| {
                     let view = c.snapshot(now).mn.unwrap_or_default();
-                    (c.setup().segment, epochs::tie_observation(&view))
+                    let unmade = c.tie_unmade(now);
+                    (c.setup().segment, epochs::tie_observation(&view, unmade))
                 })
                 .collect();
             tracing::info!(epoch = epoch.0, why, "plan reached");

@@ -142,6 +142,8 @@ pub struct SegmentController {
     pub(super) tie_draining_since: Option<Instant>,
     /// Since when the tie the plan closes has been matched, and the bus voltage then.
     pub(super) tie_match_since: Option<(Instant, f64)>,
+    /// Since when the plan has wanted the tie closed.
+    pub(super) tie_wanted_since: Option<Instant>,
     /// The gun's session, if a gun is fitted.
     pub(super) gun: Option<GunSession>,
     /// Messages to send.
@@ -193,6 +195,7 @@ impl SegmentController {
             host_out: HostSetpoint::default(),
             tie_draining_since: None,
             tie_match_since: None,
+            tie_wanted_since: None,
             gun,
             outbox: VecDeque::new(),
             urgent: VecDeque::new(),

@@ -36,6 +36,11 @@ use super::snapshot::FaultCode;
 
 /// How long the current through a tie the plan opens may take to fall below 5 A.
 pub const TIE_RAMP_DOWN: Duration = Duration::from_secs(2);
+/// How long a tie the plan closes may wait for its two sides to match. Past it the
+/// segment's part counts as done, the tie is reported stuck open so that the planner
+/// stops counting on it (a segment without modules between an energised host and a
+/// donor can never be matched), and it is tried again once the plan lets it open.
+pub const TIE_MAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A tie closes across at most this difference (S3 allows 20 V; the margin covers
 /// measurement error and the voltage moving during the contactor's travel).
 const TIE_MATCH_V: f64 = 10.0;
@@ -162,6 +167,15 @@ impl SegmentController {
         })
     }
 
+    /// The plan has wanted the tie closed for [`TIE_MAKE_TIMEOUT`] and its sides never
+    /// matched.
+    pub fn tie_unmade(&self, now: Instant) -> bool {
+        !self.relays.wanted(Which::Tie)
+            && self
+                .tie_wanted_since
+                .is_some_and(|since| now.duration_since(since) >= TIE_MAKE_TIMEOUT)
+    }
+
     /// The tie's feedback, with a tie fitted and the PLC heard.
     pub fn tie_reads_closed(&self) -> Option<bool> {
         let feedback = self.plc.feedback.filter(|_| self.setup.tie_fitted)?;
@@ -177,6 +191,7 @@ impl SegmentController {
         };
         let tie_closed = feedback.closed.ties & 1 == 1;
         let tie_ok = !self.setup.tie_fitted
+            || self.tie_unmade(now)
             || (tie_closed == self.island.tie_closed
                 && self.relays.wanted(Which::Tie) == self.island.tie_closed);
         let gun_ok = !self.is_donor() || feedback.closed.gun & 1 == 0;
@@ -235,8 +250,12 @@ impl SegmentController {
         let online = self.plc_online(now);
         let want = self.island.tie_closed && !self.out_of_service && online;
         let commanded = self.relays.wanted(Which::Tie);
+        if !want {
+            self.tie_wanted_since = None;
+        }
         if want && !commanded {
             self.tie_draining_since = None;
+            self.tie_wanted_since.get_or_insert(now);
             let near = self.plc.feedback.map_or(0.0, |f| f.bus_voltage.0);
             self.tie_match_since = match self.tie_match_since {
                 Some((since, at)) if self.tie_matched() && (near - at).abs() < STEADY_V => {

@@ -59,7 +59,9 @@ use ringhub_proto::units::{Amps, KilowattHours, Kilowatts, Volts};
 
 pub use self::controller::SegmentController;
 pub use self::derate::{Derate, DerateCurve};
-pub use self::island::{DonorStatus, HostSetpoint, IslandPart, IslandRole, TIE_RAMP_DOWN};
+pub use self::island::{
+    DonorStatus, HostSetpoint, IslandPart, IslandRole, TIE_MAKE_TIMEOUT, TIE_RAMP_DOWN,
+};
 pub use self::modules::ModuleSetup;
 pub use self::snapshot::{
     ConnectorStatus, ContactorView, FaultCode, GunSnapshot, IdToken, LocalFault, MeterView,

@@ -10,8 +10,8 @@ use super::*;
 enum Plan {
     /// Every segment alone, ties open.
     Apart,
-    /// Gun 0's island spans segments 0 and 1.
-    Shared,
+    /// Gun 0's island spans segments 0 and 1, with the donor's modules in the mask.
+    Shared(u8),
 }
 
 impl Rig {
@@ -28,7 +28,7 @@ impl Rig {
                 };
                 (alone, alone)
             }
-            Plan::Shared => {
+            Plan::Shared(modules) => {
                 let status = self.controllers[1].donor_status(now);
                 let donors = status
                     .filter(|s| s.connected)
@@ -44,7 +44,7 @@ impl Rig {
                     role: IslandRole::Donor {
                         host: self.controllers[0].host_setpoint(),
                         connected: self.controllers[0].tie_reads_closed() == Some(true),
-                        modules: 0b11,
+                        modules,
                     },
                     tie_closed: false,
                     separated: tie1_open,
@@ -115,8 +115,8 @@ fn a_gun_draws_on_its_neighbours_modules_and_gives_them_back_break_before_make()
 
     // Make: segment 1 precharges to the host's bus, the tie closes matched (S3), and
     // the donor's modules join the gun's.
-    rig.run_plan(Plan::Shared, 5_000, "the tie closed", Rig::tie_closed);
-    rig.run_plan(Plan::Shared, 5_000, "the donor's current", |r| {
+    rig.run_plan(Plan::Shared(0b11), 5_000, "the tie closed", Rig::tie_closed);
+    rig.run_plan(Plan::Shared(0b11), 5_000, "the donor's current", |r| {
         r.gun_current() > 380.0
     });
     assert!(
@@ -160,9 +160,9 @@ fn a_donor_keeps_its_own_gun_off_until_the_plan_hands_its_modules_back() {
     rig.run(300);
     // Nothing energised yet: both buses dead, the tie closes at once; then gun 0's EV
     // charges on both segments' modules.
-    rig.run_plan(Plan::Shared, 2_000, "the tie closed", Rig::tie_closed);
+    rig.run_plan(Plan::Shared(0b11), 2_000, "the tie closed", Rig::tie_closed);
     rig.world.apply(Action::Plug(hungry())).unwrap();
-    rig.run_plan(Plan::Shared, 15_000, "the shared current", |r| {
+    rig.run_plan(Plan::Shared(0b11), 15_000, "the shared current", |r| {
         r.gun_current() > 380.0
     });
     // An EV on the donor's gun is authorised and locked, but never precharged (S2).
@@ -173,10 +173,10 @@ fn a_donor_keeps_its_own_gun_off_until_the_plan_hands_its_modules_back() {
             ..hungry()
         }))
         .unwrap();
-    rig.run_plan(Plan::Shared, 8_000, "the EV waiting", |r| {
+    rig.run_plan(Plan::Shared(0b11), 8_000, "the EV waiting", |r| {
         r.gun(1).phase == SessionPhase::WaitingForEv
     });
-    rig.hold(Plan::Shared, 3_000);
+    rig.hold(Plan::Shared(0b11), 3_000);
     let donor = rig.controllers[1].snapshot(rig.now());
     assert_eq!(
         donor.gun.as_ref().unwrap().phase,
@@ -191,4 +191,26 @@ fn a_donor_keeps_its_own_gun_off_until_the_plan_hands_its_modules_back() {
     });
     assert_eq!(rig.violations(), Vec::<String>::new());
     assert!(rig.faults(0).is_empty() && rig.faults(1).is_empty());
+}
+
+#[test]
+fn a_tie_whose_sides_never_match_is_given_up_and_reported_stuck() {
+    let mut rig = Rig::new(AuthPolicy::Free);
+    rig.run(300);
+    rig.world.apply(Action::Plug(hungry())).unwrap();
+    rig.run_plan(Plan::Apart, 15_000, "charging", |r| r.gun_current() > 230.0);
+    // The donor gives no module: its bus stays dead beside the energised host's, and
+    // S3 never lets the tie close.
+    let asked = rig.now();
+    rig.run_plan(Plan::Shared(0), 15_000, "the tie given up", |r| {
+        r.controllers[0].tie_unmade(r.now())
+    });
+    let waited = rig.now().duration_since(asked);
+    assert!(waited >= TIE_MAKE_TIMEOUT, "{waited:?}");
+    assert!(!rig.tie_closed());
+    assert!(
+        rig.controllers[0].island_reached(rig.now()),
+        "the part counts as done, so the next plans are not held up"
+    );
+    assert_eq!(rig.violations(), Vec::<String>::new());
 }
