@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::cluster::{delivered_kw, granted, hub_args, status};
+use common::cluster::{delivered_kw, granted, planned_hub, status};
 use common::{
     NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually,
     inject, scrape, start_sim, state,
@@ -60,23 +60,8 @@ async fn budgets_follow_demand_and_derating_within_the_site_limit() {
         let dir = TempDir::new("planner");
         let path = dir.path().join("tight.toml");
         std::fs::write(&path, &text).expect("write the config");
-        let nodes: Vec<NodeProcess> = hub_args(&sim, &dir)
-            .into_iter()
-            .map(|mut args| {
-                args.config = Some(path.clone());
-                NodeProcess::spawn(&args, dir.path())
-            })
-            .collect();
-        let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+        let (nodes, endpoints) = planned_hub(&sim, &dir, Some(&path)).await;
         let world = sim.world();
-        eventually("a first plan", STEP, async || {
-            let status = status(&endpoints).await?;
-            match status["plan_epoch"].as_u64() {
-                Some(epoch) if epoch >= 1 => Ok(()),
-                _ => Err(format!("{status}")),
-            }
-        })
-        .await;
 
         // Gun 0 (cab-a) alone: all its two modules give.
         act(&world, Action::Plug(hungry_ev(0))).await;

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::cluster::{CABINETS, delivered_kw, granted, hub_args, status};
+use common::cluster::{CABINETS, delivered_kw, granted, planned_hub, status};
 use common::{
     NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually,
     start_sim, state,
@@ -60,20 +60,8 @@ async fn a_gun_draws_modules_across_cabinets_and_hands_them_back_when_a_neighbou
         let config = HubConfig::demo();
         let sim = start_sim(config, 23).await;
         let dir = TempDir::new("sharing");
-        let mut nodes: Vec<NodeProcess> = hub_args(&sim, &dir)
-            .into_iter()
-            .map(|args| NodeProcess::spawn(&args, dir.path()))
-            .collect();
-        let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+        let (mut nodes, endpoints) = planned_hub(&sim, &dir, None).await;
         let world = sim.world();
-        eventually("a first plan", STEP, async || {
-            let status = status(&endpoints).await?;
-            match status["plan_epoch"].as_u64() {
-                Some(epoch) if epoch >= 1 => Ok(()),
-                _ => Err(format!("{status}")),
-            }
-        })
-        .await;
 
         // Gun 1 (segment 1, cab-a) alone: its island grows into another cabinet, and it
         // delivers more than its own two modules could.

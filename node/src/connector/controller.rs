@@ -24,7 +24,7 @@ use super::snapshot::{ContactorView, FaultCode, LocalFault, SegmentSnapshot};
 use super::{AuthDecision, Command, CommandError, ConnectorEvent, SegmentSetup};
 
 /// Lowest output voltage the modules regulate, offered to the EV.
-pub(super) const MIN_VOLTAGE: f64 = 150.0;
+const MIN_VOLTAGE: f64 = 150.0;
 
 /// A contactor of the segment, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -693,14 +693,18 @@ impl SegmentController {
             .fold(0.0, f64::max)
     }
 
+    /// The voltage the EV asks for, or the lowest the modules regulate.
+    fn ev_voltage(&self) -> f64 {
+        self.plc
+            .session
+            .map_or(0.0, |s| s.ev_target_voltage.0)
+            .max(MIN_VOLTAGE)
+    }
+
     /// Power the segment's in-service modules, and a host's connected donors, can give
     /// now, within the budget.
     pub(super) fn available_power(&self, now: Instant) -> f64 {
-        let voltage = self
-            .plc
-            .session
-            .map_or(0.0, |s| s.ev_target_voltage.0)
-            .max(MIN_VOLTAGE);
+        let voltage = self.ev_voltage();
         let modules: f64 = self
             .modules
             .iter()
@@ -715,11 +719,7 @@ impl SegmentController {
     /// budget.
     pub(super) fn offered_current(&self, now: Instant) -> f64 {
         let Some(gun) = &self.gun else { return 0.0 };
-        let voltage = self
-            .plc
-            .session
-            .map_or(0.0, |s| s.ev_target_voltage.0)
-            .max(MIN_VOLTAGE);
+        let voltage = self.ev_voltage();
         let modules: f64 = self
             .modules
             .iter()

@@ -270,6 +270,7 @@ impl SegmentController {
             {
                 self.relays.set(Which::Tie, true, now);
                 self.tie_match_since = None;
+                self.tie_wanted_since = None;
             }
             return;
         }

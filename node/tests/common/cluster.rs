@@ -1,12 +1,13 @@
 //! A hub of three node processes, one per cabinet of the demo hub, and the operator's
 //! CLI pointed at it: what the multi-node tests share.
 
+use std::path::Path;
 use std::time::Duration;
 
 use ringhub_sim::server::Sim;
 use serde_json::Value;
 
-use super::{NodeArgs, TempDir, free_port, gun};
+use super::{NodeArgs, NodeProcess, STEP, TempDir, eventually, free_port, gun};
 
 /// The demo hub's cabinets.
 pub const CABINETS: [&str; 3] = ["cab-a", "cab-b", "cab-c"];
@@ -96,4 +97,32 @@ pub fn delivered_kw(truth: &Value, id: u64) -> f64 {
         .and_then(|i| i["voltage_v"].as_f64())
         .unwrap_or(0.0);
     g["current_a"].as_f64().unwrap_or(0.0) * volts / 1000.0
+}
+
+/// The three nodes on `sim`, reading `config` instead of the demo hub's when given, once
+/// the leader has committed a first plan; with their Zenoh endpoints.
+pub async fn planned_hub(
+    sim: &Sim,
+    dir: &TempDir,
+    config: Option<&Path>,
+) -> (Vec<NodeProcess>, Vec<String>) {
+    let nodes: Vec<NodeProcess> = hub_args(sim, dir)
+        .into_iter()
+        .map(|mut args| {
+            if let Some(config) = config {
+                args.config = Some(config.to_path_buf());
+            }
+            NodeProcess::spawn(&args, dir.path())
+        })
+        .collect();
+    let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+    eventually("a first plan", STEP, async || {
+        let status = status(&endpoints).await?;
+        match status["plan_epoch"].as_u64() {
+            Some(epoch) if epoch >= 1 => Ok(()),
+            _ => Err(format!("{status}")),
+        }
+    })
+    .await;
+    (nodes, endpoints)
 }
