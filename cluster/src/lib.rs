@@ -15,6 +15,7 @@
 
 pub mod campaign;
 pub mod demand;
+pub mod faults;
 pub mod handover;
 pub mod isolation;
 pub mod lease;

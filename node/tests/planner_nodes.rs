@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use common::cluster::{delivered_kw, granted, planned_hub, status};
 use common::{
-    NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually,
-    inject, scrape, start_sim, state,
+    STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually, inject, scrape,
+    start_sim, state,
 };
 use ringhub_proto::config::{DEMO_TOML, HubConfig};
 use ringhub_sim::world::{Action, EvSpec, FaultKind};

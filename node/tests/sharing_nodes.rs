@@ -17,8 +17,7 @@ use std::time::Instant;
 
 use common::cluster::{CABINETS, delivered_kw, granted, planned_hub, status};
 use common::{
-    NodeProcess, STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually,
-    start_sim, state,
+    STEP, TempDir, act, assert_no_violations, bounded, describe_gun, eventually, start_sim, state,
 };
 use ringhub_proto::config::HubConfig;
 use ringhub_sim::world::{Action, EvSpec};

@@ -59,6 +59,9 @@ pub struct FaultsArgs {
 /// What to do with faults besides listing them.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum FaultsAction {
+    /// Print the fault catalog: every code, its severity, scope, effect, OCPP error code,
+    /// what to do and how it clears (Markdown, or JSON with --json). Needs no hub.
+    Catalog,
     /// Clear one latch through the Raft log, with your name and a reason.
     Clear {
         /// The latch's id.
@@ -550,6 +553,15 @@ async fn fetch_faults(reach: &Reach, include_cleared: bool) -> anyhow::Result<Ve
 
 /// Runs `ringhub faults`.
 pub async fn faults(args: FaultsArgs) -> anyhow::Result<()> {
+    if let Some(FaultsAction::Catalog) = &args.action {
+        let catalog = ringhub_cluster::faults::CATALOG;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(catalog)?);
+        } else {
+            print!("{}", ringhub_cluster::faults::markdown());
+        }
+        return Ok(());
+    }
     if let Some(FaultsAction::Clear {
         id,
         reason,

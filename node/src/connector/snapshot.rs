@@ -293,12 +293,11 @@ impl FaultCode {
         }
     }
 
-    /// Whether only an operator may clear it (welds and emergency opens, DESIGN.md S4, S9).
+    /// Whether only an operator may clear it (welds, emergency opens and isolation
+    /// faults, DESIGN.md S4, S9), as the fault catalog says.
     pub fn needs_operator(self) -> bool {
-        matches!(
-            self,
-            Self::ContactorWelded | Self::OpenUnderLoad | Self::IsolationFault
-        )
+        ringhub_cluster::faults::spec(self.as_str())
+            .is_none_or(|spec| spec.clear == ringhub_cluster::record::ClearRule::Operator)
     }
 }
 

@@ -35,26 +35,13 @@ pub use self::outbox::{Action, ChangeSeq, LatchChange, Outbox};
 use crate::connector::{FaultCode, LocalFault};
 use crate::store::{Store, StoreError};
 
-/// How bad a controller's fault is, and how its latch may be cleared.
+/// How bad a controller's fault is, and how its latch may be cleared: as the fault
+/// catalog says (a code missing from it would be latched for an operator to look at).
 pub fn classify(code: FaultCode) -> (Severity, ClearRule) {
-    use FaultCode::*;
-    let severity = match code {
-        MeterFailure | MeterDisagreement => Severity::Warning,
-        ContactorFailedToClose
-        | LockFailure
-        | PlcSilent
-        | ModuleOvertemp
-        | ModuleSilent
-        | ModuleFault => Severity::Error,
-        ContactorWelded | OpenUnderLoad | IsolationFault | EmergencyStop => Severity::Critical,
-    };
-    let rule = if code.needs_operator() {
-        ClearRule::Operator
-    } else {
-        // The controller judges the condition (with its own debounce) and clears.
-        ClearRule::ConditionGone { hold_ms: 0 }
-    };
-    (severity, rule)
+    ringhub_cluster::faults::spec(code.as_str())
+        .map_or((Severity::Error, ClearRule::Operator), |spec| {
+            (spec.severity, spec.clear)
+        })
 }
 
 /// The change that carries a controller's fault event into the record.

@@ -151,23 +151,11 @@ pub fn ocpp_status(
     (status, error_code(fault.code), detail)
 }
 
-/// The ChargePointErrorCode (OCPP 1.6 §7.6) closest to a node fault.
+/// The ChargePointErrorCode (OCPP 1.6 §7.6) the fault catalog gives a node fault.
 fn error_code(code: FaultCode) -> ChargePointErrorCode {
-    match code {
-        FaultCode::ContactorWelded
-        | FaultCode::ContactorFailedToClose
-        | FaultCode::OpenUnderLoad => ChargePointErrorCode::PowerSwitchFailure,
-        FaultCode::LockFailure => ChargePointErrorCode::ConnectorLockFailure,
-        FaultCode::MeterFailure | FaultCode::MeterDisagreement => {
-            ChargePointErrorCode::PowerMeterFailure
-        }
-        FaultCode::IsolationFault => ChargePointErrorCode::GroundFailure,
-        FaultCode::ModuleOvertemp => ChargePointErrorCode::HighTemperature,
-        FaultCode::PlcSilent | FaultCode::ModuleSilent | FaultCode::ModuleFault => {
-            ChargePointErrorCode::InternalError
-        }
-        FaultCode::EmergencyStop => ChargePointErrorCode::OtherError,
-    }
+    ringhub_cluster::faults::spec(code.as_str())
+        .and_then(|spec| serde_json::from_value(serde_json::json!(spec.ocpp_error)).ok())
+        .unwrap_or(ChargePointErrorCode::InternalError)
 }
 
 /// At most `max` characters of `text`.
@@ -185,6 +173,25 @@ mod tests {
 
     use super::*;
     use crate::connector::MeterView;
+
+    #[test]
+    fn every_node_fault_has_a_catalog_entry_and_a_real_ocpp_error_code() {
+        for code in FaultCode::ALL {
+            let spec = ringhub_cluster::faults::spec(code.as_str())
+                .unwrap_or_else(|| panic!("{code} is not in the fault catalog"));
+            let parsed: Result<ChargePointErrorCode, _> =
+                serde_json::from_value(serde_json::json!(spec.ocpp_error));
+            assert!(
+                parsed.is_ok(),
+                "{code}: {} is not OCPP 1.6",
+                spec.ocpp_error
+            );
+        }
+        assert_eq!(
+            error_code(FaultCode::IsolationFault),
+            ChargePointErrorCode::GroundFailure
+        );
+    }
 
     /// Every measurand the node measures, in the default order.
     const ALL: &str =
