@@ -220,6 +220,33 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
         assert_eq!(latch["raised_by"], "cab-b");
         assert_eq!(latch["clear_rule"], "operator");
         assert_eq!(latch["repeat_count"], 0, "sent again, applied once");
+        // An operator narrows the list by scope and severity.
+        let listed = async |args: &[&str]| -> Vec<Value> {
+            let out = ringhub(args, &endpoints).await.expect("ringhub faults");
+            serde_json::from_str(&out).expect("faults JSON")
+        };
+        let severe = listed(&[
+            "faults",
+            "--scope",
+            "gun",
+            "--severity",
+            "critical",
+            "--json",
+        ])
+        .await;
+        assert!(severe.iter().any(|l| l["id"] == latch["id"]), "{severe:?}");
+        let modules = listed(&["faults", "--scope", "module", "--json"]).await;
+        assert!(
+            modules.iter().all(|l| l["scope"] == "module"),
+            "{modules:?}"
+        );
+        let unknown = ringhub(&["faults", "--scope", "moon"], &endpoints).await;
+        assert!(
+            unknown
+                .as_ref()
+                .is_err_and(|e| e.contains("unknown scope \"moon\"")),
+            "{unknown:?}"
+        );
         assert!(
             nodes[1]
                 .log_text()
@@ -285,6 +312,11 @@ async fn a_latch_raised_just_before_its_raiser_is_killed_survives() {
         assert_eq!(history.len(), 1, "{after:?}");
         assert_eq!(history[0]["status"], "cleared");
         assert_eq!(history[0]["cleared_by"], "ops");
+        let history = listed(&["faults", "history", "--code", "ISOLATION", "--json"]).await;
+        assert!(
+            matches!(history.as_slice(), [one] if one["status"] == "cleared"),
+            "{history:?}"
+        );
         for node in &mut nodes {
             node.assert_running();
         }

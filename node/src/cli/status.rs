@@ -49,6 +49,19 @@ pub struct FaultsArgs {
     /// Also list cleared latches (history).
     #[arg(long)]
     pub all: bool,
+    /// Only faults of this scope: hub, cabinet, node, segment, gun, module,
+    /// gun_contactor, module_contactor or tie_contactor.
+    #[arg(long, global = true, value_parser = parse_scope)]
+    pub scope: Option<v1::FaultScope>,
+    /// With --scope: only this one (`2`, `cab-a`).
+    #[arg(long, global = true)]
+    pub scope_id: Option<String>,
+    /// Only faults at least this severe: warning, error or critical.
+    #[arg(long, global = true, value_parser = parse_severity)]
+    pub severity: Option<v1::FaultSeverity>,
+    /// Only faults whose code starts with this (`CONTACTOR_`).
+    #[arg(long, global = true)]
+    pub code: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -59,6 +72,8 @@ pub struct FaultsArgs {
 /// What to do with faults besides listing them.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum FaultsAction {
+    /// Every latch, active and cleared, newest first, with who cleared it and why.
+    History,
     /// Print the fault catalog: every code, its severity, scope, effect, OCPP error code,
     /// what to do and how it clears (Markdown, or JSON with --json). Needs no hub.
     Catalog,
@@ -331,7 +346,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         .iter()
         .max_by_key(|(_, s)| (applied(s), s.raft.as_ref().map_or(0, |r| r.term)))
         .copied();
-    let faults = fetch_faults(&args.reach, false).await.unwrap_or_default();
+    let faults = fetch_faults(&args.reach, v1::ListFaultsRequest::default())
+        .await
+        .unwrap_or_default();
     let view = StatusView {
         hub: config.hub.id.to_string(),
         leader: statuses
@@ -529,14 +546,16 @@ fn print_faults(faults: &[FaultView]) {
 }
 
 /// The latches, from the most advanced node that answers.
-async fn fetch_faults(reach: &Reach, include_cleared: bool) -> anyhow::Result<Vec<v1::Fault>> {
+async fn fetch_faults(
+    reach: &Reach,
+    filter: v1::ListFaultsRequest,
+) -> anyhow::Result<Vec<v1::Fault>> {
     let (config, answers) = ask(
         reach,
         &operator_name(None),
         admin_request::Command::ListFaults(v1::ListFaultsRequest {
-            include_cleared,
             limit: 1_000,
-            ..v1::ListFaultsRequest::default()
+            ..filter
         }),
         None,
     )
@@ -577,7 +596,15 @@ pub async fn faults(args: FaultsArgs) -> anyhow::Result<()> {
         )
         .await;
     }
-    let faults: Vec<FaultView> = fetch_faults(&args.reach, args.all)
+    let filter = v1::ListFaultsRequest {
+        include_cleared: args.all || matches!(args.action, Some(FaultsAction::History)),
+        scope: args.scope.unwrap_or_default().into(),
+        scope_id: args.scope_id.clone().unwrap_or_default(),
+        min_severity: args.severity.unwrap_or_default().into(),
+        code_prefix: args.code.clone().unwrap_or_default(),
+        ..v1::ListFaultsRequest::default()
+    };
+    let faults: Vec<FaultView> = fetch_faults(&args.reach, filter)
         .await?
         .iter()
         .map(fault_view)
@@ -588,6 +615,25 @@ pub async fn faults(args: FaultsArgs) -> anyhow::Result<()> {
         print_faults(&faults);
     }
     Ok(())
+}
+
+/// `--scope`: a fault scope by its lower-case name.
+fn parse_scope(name: &str) -> Result<v1::FaultScope, String> {
+    v1::FaultScope::from_str_name(&format!("FAULT_SCOPE_{}", name.to_ascii_uppercase()))
+        .filter(|scope| *scope != v1::FaultScope::Unspecified)
+        .ok_or_else(|| {
+            format!(
+                "unknown scope {name:?}: hub, cabinet, node, segment, gun, module, \
+                 gun_contactor, module_contactor or tie_contactor"
+            )
+        })
+}
+
+/// `--severity`: a fault severity by its lower-case name.
+fn parse_severity(name: &str) -> Result<v1::FaultSeverity, String> {
+    v1::FaultSeverity::from_str_name(&format!("FAULT_SEVERITY_{}", name.to_ascii_uppercase()))
+        .filter(|severity| *severity != v1::FaultSeverity::Unspecified)
+        .ok_or_else(|| format!("unknown severity {name:?}: warning, error or critical"))
 }
 
 /// Asks the nodes one at a time, in config order, to commit the clear, until one answers.
