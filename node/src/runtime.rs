@@ -392,6 +392,9 @@ impl Control {
             .cluster
             .record()
             .read(|r| islands::alone(r, &options.node));
+        let lease = Lease::new(now, LEASE);
+        // The standing is a gauge from the start, not only from its first change.
+        crate::metrics::record_standing(lease.standing());
         Ok(Self {
             bus: ReconnectingBus::new(options.can.clone(), ReconnectPolicy::default()),
             controllers,
@@ -406,7 +409,7 @@ impl Control {
             faults: vec![None; count],
             node: options.node.clone(),
             link,
-            lease: Lease::new(now, LEASE),
+            lease,
             applied_epoch: None,
             unreported: None,
             parts,
@@ -701,7 +704,8 @@ impl Control {
                 }
             }
             Err(error) => {
-                metrics::counter!("ringhub_can_decode_errors_total", "bus" => self.bus.uri().to_string()).increment(1);
+                metrics::counter!(crate::can::DECODE_ERRORS, "bus" => self.bus.uri().to_string())
+                    .increment(1);
                 tracing::debug!(%frame, %error, "frame did not decode");
             }
         }

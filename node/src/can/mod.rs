@@ -45,7 +45,7 @@ pub use self::reconnect::ReconnectingBus;
 pub use self::record::{CandumpRecorder, RecordingBus};
 pub use self::socketcan::SocketCanBus;
 pub use self::socketcand::SocketcandBus;
-pub use self::stats::{BusStats, describe_metrics};
+pub use self::stats::{BusStats, DECODE_ERRORS, describe_metrics};
 pub use self::uri::{BusUri, SocketcandAddr, UriError};
 
 /// A frame as it came off the bus.

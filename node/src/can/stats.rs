@@ -21,6 +21,8 @@ const FRAMES_RECEIVED: &str = "ringhub_can_frames_received_total";
 const FRAMES_SENT: &str = "ringhub_can_frames_sent_total";
 const ERRORS: &str = "ringhub_can_errors_total";
 const RECONNECTS: &str = "ringhub_can_reconnects_total";
+/// Frames received that the DBC catalog cannot decode, by bus.
+pub const DECODE_ERRORS: &str = "ringhub_can_decode_errors_total";
 
 /// Registers the help text and unit of every CAN counter with the installed recorder.
 pub fn describe_metrics() {
@@ -39,6 +41,11 @@ pub fn describe_metrics() {
         RECONNECTS,
         Unit::Count,
         "Times a dropped CAN bus was opened again."
+    );
+    describe_counter!(
+        DECODE_ERRORS,
+        Unit::Count,
+        "CAN frames received that the DBC catalog cannot decode (unknown id, bad length or value)."
     );
 }
 
