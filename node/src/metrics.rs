@@ -45,6 +45,14 @@ use crate::connector::snapshot::{FaultCode, SegmentSnapshot, SessionPhase};
 
 /// Malformed frames received from the CSMS, per charge point identity.
 pub const OCPP_REJECTED: &str = "ringhub_ocpp_rejected_frames_total";
+/// 1 while the charge point's WebSocket to the CSMS is open, per charge point identity.
+pub const OCPP_CONNECTED: &str = "ringhub_ocpp_connected";
+/// The gun whose island the plan in force puts a segment in; -1 for none.
+pub const ISLAND_GUN: &str = "ringhub_segment_island_gun";
+/// 1 for the segment's role in its island (host, donor or alone), 0 for the others.
+pub const ISLAND_ROLE: &str = "ringhub_segment_island_role";
+/// 1 while the segment's tie to the next one reads closed.
+pub const TIE_CLOSED: &str = "ringhub_tie_closed";
 pub const GUN_POWER: &str = "ringhub_gun_power_watts";
 pub const GUN_CURRENT: &str = "ringhub_gun_current_amperes";
 pub const GUN_VOLTAGE: &str = "ringhub_gun_voltage_volts";
@@ -112,6 +120,22 @@ pub fn describe() {
         OCPP_REJECTED,
         Unit::Count,
         "Malformed OCPP frames received from the CSMS."
+    );
+    describe_gauge!(
+        OCPP_CONNECTED,
+        "1 while the charge point's connection to the CSMS is open."
+    );
+    describe_gauge!(
+        ISLAND_GUN,
+        "The gun whose island the plan in force puts the segment in; -1 for none."
+    );
+    describe_gauge!(
+        ISLAND_ROLE,
+        "1 for the segment's role in its island (host, donor or alone)."
+    );
+    describe_gauge!(
+        TIE_CLOSED,
+        "1 while the segment's tie to the next segment reads closed."
     );
     describe_gauge!(GUN_POWER, "Power delivered by the gun now, watts.");
     describe_gauge!(
@@ -284,6 +308,9 @@ pub fn record(snapshots: &[SegmentSnapshot], hub: &str, cabinet: &str) {
             ("segment", segment),
         ];
         gauge!(PLC_ONLINE, &base).set(f64::from(u8::from(snap.plc_online)));
+        if let Some(tie) = &snap.mn {
+            gauge!(TIE_CLOSED, &base).set(f64::from(u8::from(tie.closed)));
+        }
         counter!(CONTACTOR_OPERATIONS, &base).absolute(snap.contactor_operations);
 
         let mut per_code = [0u32; FAULT_CODES.len()];
@@ -318,6 +345,35 @@ pub fn record(snapshots: &[SegmentSnapshot], hub: &str, cabinet: &str) {
             gauge!(MODULE_VOLTAGE, &labels).set(module.output_voltage.0);
             gauge!(MODULE_TEMPERATURE, &labels).set(module.temperature.0);
             gauge!(MODULE_AVAILABLE, &labels).set(module.available_power.0 * 1000.0);
+        }
+    }
+}
+
+/// A segment's place in the plan in force, for [`record_islands`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentIsland {
+    pub segment: ringhub_proto::config::SegmentId,
+    /// `host`, `donor` or `alone`.
+    pub role: &'static str,
+    /// The gun its island serves.
+    pub gun: Option<ringhub_proto::config::GunId>,
+}
+
+/// The roles of [`ISLAND_ROLE`].
+pub const ISLAND_ROLES: [&str; 3] = ["host", "donor", "alone"];
+
+/// Sets the island gauges: which gun's island each segment is in, and its role there.
+pub fn record_islands(islands: &[SegmentIsland], hub: &str, cabinet: &str) {
+    for island in islands {
+        let base = [
+            ("hub", hub.to_owned()),
+            ("cabinet", cabinet.to_owned()),
+            ("segment", island.segment.to_string()),
+        ];
+        gauge!(ISLAND_GUN, &base).set(island.gun.map_or(-1.0, |g| f64::from(g.0)));
+        for role in ISLAND_ROLES {
+            let labels = with(&base, ("role", role.to_owned()));
+            gauge!(ISLAND_ROLE, &labels).set(f64::from(u8::from(role == island.role)));
         }
     }
 }

@@ -282,6 +282,8 @@ struct Published {
     urgent: u64,
     /// The plan epoch the controllers' budgets come from (0: none yet).
     plan_epoch: u64,
+    /// Each segment's place in that plan.
+    islands: Vec<crate::metrics::SegmentIsland>,
 }
 
 /// The control task's state.
@@ -743,6 +745,7 @@ impl Control {
                 snapshots,
                 urgent: self.urgent,
                 plan_epoch: self.applied_epoch.map_or(0, |e| e.0),
+                islands: self.parts.iter().map(islands::Part::metrics_view).collect(),
             });
         }
     }
@@ -1025,6 +1028,7 @@ async fn publish_loop(
         let published = snapshots.borrow_and_update().clone();
         urgent_seen = published.urgent;
         crate::metrics::record(&published.snapshots, &hub, &cabinet);
+        crate::metrics::record_islands(&published.islands, &hub, &cabinet);
         publisher.set_plan_epoch(published.plan_epoch);
         // Epochs stay far below 2^53: exact as f64.
         metrics::gauge!(crate::metrics::PLAN_EPOCH).set(published.plan_epoch as f64);

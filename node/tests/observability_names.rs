@@ -44,8 +44,7 @@ use tokio::net::TcpStream;
 const ONLY_ON_EVENTS: &[&str] = &[
     // A CAN transport error (`kind` label per error).
     "ringhub_can_errors_total",
-    // Set on the first change of standing: absent until a node first degrades.
-    "ringhub_node_degraded",
+    // Counted when a node first degrades.
     "ringhub_node_degraded_entries_total",
     // Failures and refusals.
     "ringhub_latch_write_failures_total",
@@ -54,6 +53,8 @@ const ONLY_ON_EVENTS: &[&str] = &[
     "ringhub_admin_rejected_requests_total",
     // Only with OCPP, once a malformed frame arrived (`identity` label).
     "ringhub_ocpp_rejected_frames_total",
+    // Only with OCPP: a charge point's connection to its CSMS (`identity` label).
+    "ringhub_ocpp_connected",
 ];
 
 /// A frame no message of the DBC catalog has: the node counts it in

@@ -43,6 +43,22 @@ pub struct Part {
     pub boundary: Vec<SegmentId>,
 }
 
+impl Part {
+    /// What the metrics show of it.
+    pub fn metrics_view(&self) -> crate::metrics::SegmentIsland {
+        let (role, gun) = match self.role {
+            Role::Alone => ("alone", None),
+            Role::Host { gun, .. } => ("host", Some(gun)),
+            Role::Donor { gun, .. } => ("donor", Some(gun)),
+        };
+        crate::metrics::SegmentIsland {
+            segment: self.segment,
+            role,
+            gun,
+        }
+    }
+}
+
 /// See [`Part`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {

@@ -304,6 +304,9 @@ impl Driver {
     ) {
         let identity = self.dispenser.identity().to_owned();
         tracing::info!(%identity, url = %reconnector.config().url(), "OCPP driver running");
+        let connected =
+            metrics::gauge!(crate::metrics::OCPP_CONNECTED, "identity" => identity.clone());
+        connected.set(0.0);
         let cut = self.input(|d, now| d.start(now));
         if !cut.is_empty() {
             let guns: Vec<GunId> = cut.iter().map(|&(gun, _)| gun).collect();
@@ -340,6 +343,7 @@ impl Driver {
                 }
             };
             tracing::info!(%identity, url = connection.url(), "CSMS connected");
+            connected.set(1.0);
             self.input(|d, now| d.charge_point().handle_connected(now));
             let mut stop = false;
             let mut reset = None;
@@ -383,6 +387,7 @@ impl Driver {
                 }
             }
             self.input(|d, _| d.charge_point().handle_disconnected());
+            connected.set(0.0);
             if (stop || reset.is_some())
                 && let Err(error) = connection.close().await
             {
