@@ -122,6 +122,7 @@ mod tests {
 
         fn raise(&mut self, code: &str, subject: &str) {
             self.apply(Command::RaiseLatch(LatchSpec {
+                evidence: Vec::new(),
                 code: code.into(),
                 subject: subject.into(),
                 severity: Severity::Critical,

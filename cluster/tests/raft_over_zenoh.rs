@@ -163,6 +163,7 @@ fn weld(serial: u64, subject: &str) -> Request {
         client: ClientId("test/1".into()),
         serial,
         command: Command::RaiseLatch(LatchSpec {
+            evidence: Vec::new(),
             code: "CONTACTOR_WELDED".into(),
             subject: subject.into(),
             severity: Severity::Critical,

@@ -30,6 +30,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 fn fault(code: FaultCode, subject: &str) -> LocalFault {
     LocalFault {
+        evidence: Vec::new(),
         code,
         subject: subject.into(),
         detail: String::new(),

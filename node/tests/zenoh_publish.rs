@@ -115,6 +115,7 @@ fn snapshot(faults: Vec<LocalFault>) -> SegmentSnapshot {
 
 fn lock_fault() -> LocalFault {
     LocalFault {
+        evidence: Vec::new(),
         code: FaultCode::LockFailure,
         subject: "gun 1".into(),
         detail: "lock feedback Unlocked 500 ms after Lock".into(),

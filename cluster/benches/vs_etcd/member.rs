@@ -189,6 +189,7 @@ impl Writer {
             client: self.client.clone(),
             serial: self.serial,
             command: Command::RaiseLatch(LatchSpec {
+                evidence: Vec::new(),
                 code: "BENCH_LATCH".into(),
                 subject,
                 severity: Severity::Warning,

@@ -52,12 +52,46 @@ pub struct LatchSpec {
     pub severity: Severity,
     /// What was seen, for operators.
     pub detail: String,
+    /// The measurements that made it latch (empty in latches recorded before evidence).
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
     /// The node that saw it.
     pub raised_by: CabinetId,
     /// When it saw it, Unix ms.
     pub raised_unix_ms: u64,
     /// How it may be cleared.
     pub clear_rule: ClearRule,
+}
+
+/// One measured fact that made a fault latch: `tie_current` = 812 `dA`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// What was measured.
+    pub key: String,
+    /// Its value, a whole number of `unit`.
+    pub value: i64,
+    /// `dV`, `dA`, `ms`, `dC`; empty when unitless.
+    pub unit: String,
+}
+
+impl Evidence {
+    /// `key` = `value` in tenths of `unit` (`dA` for amperes): 81.24 A is 812 dA.
+    pub fn tenths(key: &str, value: f64, unit: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: (value * 10.0).round() as i64,
+            unit: format!("d{unit}"),
+        }
+    }
+
+    /// `key` = `value` milliseconds.
+    pub fn millis(key: &str, value: std::time::Duration) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: i64::try_from(value.as_millis()).unwrap_or(i64::MAX),
+            unit: "ms".into(),
+        }
+    }
 }
 
 /// Who clears a latch.

@@ -39,7 +39,9 @@ use std::collections::BTreeMap;
 use ringhub_proto::config::{CabinetId, ModuleId, SegmentId};
 use serde::{Deserialize, Serialize};
 
-pub use latch::{ClearError, ClearRule, Clearer, Latch, LatchId, LatchSpec, LatchStatus, Severity};
+pub use latch::{
+    ClearError, ClearRule, Clearer, Evidence, Latch, LatchId, LatchSpec, LatchStatus, Severity,
+};
 pub use plan::{Epoch, Island, Plan, PlanError};
 pub use topology::{
     OutOfService, SegmentSpec, SegmentState, SegmentStates, TieObservation, Topology,

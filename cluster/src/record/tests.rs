@@ -69,6 +69,7 @@ fn refused(outcome: Outcome) -> Rejection {
 
 fn weld(subject: &str, at: u64) -> LatchSpec {
     LatchSpec {
+        evidence: Vec::new(),
         code: "CONTACTOR_WELDED".into(),
         subject: subject.into(),
         severity: Severity::Critical,
@@ -797,4 +798,15 @@ proptest! {
         }
         prop_assert_eq!(&restored, &a);
     }
+}
+
+#[test]
+fn a_latch_stored_before_evidence_existed_still_reads() {
+    let mut json = serde_json::to_value(weld("segment 1 gc", 1)).expect("to JSON");
+    json.as_object_mut()
+        .expect("an object")
+        .remove("evidence")
+        .expect("evidence is a field now");
+    let spec: LatchSpec = serde_json::from_value(json).expect("an old latch reads");
+    assert!(spec.evidence.is_empty());
 }

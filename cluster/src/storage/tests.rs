@@ -60,6 +60,7 @@ fn latch_request(serial: u64) -> Request {
         client: ClientId("cab-a/1".into()),
         serial,
         command: Command::RaiseLatch(LatchSpec {
+            evidence: Vec::new(),
             code: "CONTACTOR_WELDED".into(),
             subject: format!("segment {serial} gc"),
             severity: crate::record::Severity::Critical,

@@ -37,7 +37,15 @@ pub fn fault(latch: &Latch, topology: &Topology) -> v1::Fault {
         scope: scope as i32,
         scope_id,
         reason: spec.detail.clone(),
-        evidence: Vec::new(),
+        evidence: spec
+            .evidence
+            .iter()
+            .map(|e| v1::Evidence {
+                key: e.key.clone(),
+                value: Some(v1::evidence::Value::IntValue(e.value)),
+                unit: e.unit.clone(),
+            })
+            .collect(),
         raised_by_node_id: spec.raised_by.to_string(),
         raised_unix_ms: spec.raised_unix_ms,
         clear_rule: clear_rule as i32,

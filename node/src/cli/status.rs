@@ -287,6 +287,8 @@ struct FaultView {
     scope: String,
     scope_id: String,
     reason: String,
+    /// The measurements that made it latch, `key=value unit`.
+    evidence: Vec<String>,
     raised_by: String,
     raised_unix_ms: u64,
     clear_rule: String,
@@ -295,6 +297,25 @@ struct FaultView {
     clear_reason: String,
     plan_epoch: u64,
     repeat_count: u32,
+}
+
+/// One measurement as `key=value unit`, deci-units in their whole unit (`dA` as `A`).
+fn evidence_text(evidence: &v1::Evidence) -> String {
+    use v1::evidence::Value;
+    let key = &evidence.key;
+    let unit = evidence.unit.as_str();
+    match (&evidence.value, unit.strip_prefix('d')) {
+        (Some(Value::IntValue(v)), Some(whole)) if !whole.is_empty() => {
+            format!("{key}={} {whole}", *v as f64 / 10.0)
+        }
+        (Some(Value::IntValue(v)), _) => format!("{key}={v} {unit}"),
+        (Some(Value::FloatValue(v)), _) => format!("{key}={v} {unit}"),
+        (Some(Value::BoolValue(v)), _) => format!("{key}={v}"),
+        (Some(Value::TextValue(v)), _) => format!("{key}={v}"),
+        (None, _) => key.clone(),
+    }
+    .trim_end()
+    .to_owned()
 }
 
 fn fault_view(fault: &v1::Fault) -> FaultView {
@@ -306,6 +327,7 @@ fn fault_view(fault: &v1::Fault) -> FaultView {
         scope: name(fault.scope().as_str_name(), "FAULT_SCOPE_"),
         scope_id: fault.scope_id.clone(),
         reason: fault.reason.clone(),
+        evidence: fault.evidence.iter().map(evidence_text).collect(),
         raised_by: fault.raised_by_node_id.clone(),
         raised_unix_ms: fault.raised_unix_ms,
         clear_rule: name(fault.clear_rule().as_str_name(), "CLEAR_RULE_"),
@@ -540,7 +562,11 @@ fn print_faults(faults: &[FaultView]) {
             f.raised_by,
             f.clear_rule,
             f.status,
-            f.reason
+            if f.evidence.is_empty() {
+                f.reason.clone()
+            } else {
+                format!("{} ({})", f.reason, f.evidence.join(", "))
+            }
         );
     }
 }

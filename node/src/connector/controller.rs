@@ -15,6 +15,8 @@ use ringhub_proto::can::{CanMessage, ModuleMessage, PlcMessage};
 use ringhub_proto::units::{Amps, KilowattHours, Kilowatts, Volts};
 
 use super::derate::{Derate, DerateCurve};
+use ringhub_cluster::record::Evidence;
+
 use super::faults::FaultList;
 use super::island::{HostSetpoint, IslandPart};
 use super::meter::MeterValidator;
@@ -559,10 +561,18 @@ impl SegmentController {
                     "feedback closed {} ms after the open command",
                     since.as_millis()
                 );
-                if self
-                    .faults
-                    .raise(FaultCode::ContactorWelded, &subject, detail, uptime)
-                {
+                let evidence = vec![
+                    Evidence::millis("closed_after_open_command", since),
+                    Evidence::millis("release_timeout", timing.release_timeout),
+                    Evidence::tenths("bus_voltage", feedback.bus_voltage.0, "V"),
+                ];
+                if self.faults.raise_with(
+                    FaultCode::ContactorWelded,
+                    &subject,
+                    detail,
+                    evidence,
+                    uptime,
+                ) {
                     self.out_of_service = true;
                 }
             }

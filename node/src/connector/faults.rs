@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use ringhub_cluster::record::Evidence;
+
 use super::snapshot::{FaultCode, LocalFault};
 
 /// Active faults.
@@ -26,10 +28,23 @@ impl FaultList {
         detail: String,
         now: Duration,
     ) -> bool {
+        self.raise_with(code, subject, detail, Vec::new(), now)
+    }
+
+    /// [`Self::raise`] with the measurements that tripped it.
+    pub(super) fn raise_with(
+        &mut self,
+        code: FaultCode,
+        subject: &str,
+        detail: String,
+        evidence: Vec<Evidence>,
+        now: Duration,
+    ) -> bool {
         if self.is_active(code, subject) {
             return false;
         }
         let fault = LocalFault {
+            evidence,
             code,
             subject: subject.to_owned(),
             detail,

@@ -28,6 +28,7 @@
 
 use std::time::{Duration, Instant};
 
+use ringhub_cluster::record::Evidence;
 use ringhub_proto::units::{Amps, Volts};
 
 use super::controller::{SegmentController, Which};
@@ -289,13 +290,19 @@ impl SegmentController {
             Some(amps) if now.duration_since(since) >= TIE_RAMP_DOWN => {
                 let subject = format!("segment {} mn", self.setup.segment);
                 let uptime = self.uptime(now);
-                self.faults.raise(
+                let evidence = vec![
+                    Evidence::tenths("tie_current", amps, "A"),
+                    Evidence::tenths("open_below", OPEN_BELOW_A, "A"),
+                    Evidence::millis("ramp_down", TIE_RAMP_DOWN),
+                ];
+                self.faults.raise_with(
                     FaultCode::OpenUnderLoad,
                     &subject,
                     format!(
                         "{amps:.1} A still through the tie {} ms after the plan opened it",
                         TIE_RAMP_DOWN.as_millis()
                     ),
+                    evidence,
                     uptime,
                 );
                 self.relays.emergency = true;

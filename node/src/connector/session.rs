@@ -11,6 +11,8 @@ use ringhub_proto::can::messages::{
 };
 use ringhub_proto::units::{Amps, KilowattHours, Kilowatts, Percent, Volts};
 
+use ringhub_cluster::record::Evidence;
+
 use super::controller::{PlcView, SegmentController, Which, round1};
 use super::modules::Setpoint;
 use super::snapshot::{
@@ -384,10 +386,16 @@ impl SegmentController {
             Some(amps) if now.duration_since(since) >= self.setup.timing.open_under_load => {
                 let subject = format!("segment {} mc{i}", self.setup.segment);
                 let uptime = self.uptime(now);
-                self.faults.raise(
+                let evidence = vec![
+                    Evidence::tenths("module_current", amps, "A"),
+                    Evidence::tenths("open_below", OPEN_BELOW_A, "A"),
+                    Evidence::millis("ramp_down", self.setup.timing.open_under_load),
+                ];
+                self.faults.raise_with(
                     FaultCode::OpenUnderLoad,
                     &subject,
                     format!("module still delivers {amps:.1} A after ramp-down"),
+                    evidence,
                     uptime,
                 );
                 self.relays.emergency = true;
@@ -539,10 +547,11 @@ impl SegmentController {
         if let Some(current) = self.gun_current(now).filter(|i| *i >= OPEN_BELOW_A) {
             let subject = format!("segment {} gc", self.setup.segment);
             let uptime = self.uptime(now);
-            self.faults.raise(
+            self.faults.raise_with(
                 FaultCode::OpenUnderLoad,
                 &subject,
                 format!("emergency stop opened it carrying {current:.1} A"),
+                vec![Evidence::tenths("gun_current", current, "A")],
                 uptime,
             );
         }
@@ -795,8 +804,18 @@ impl SegmentController {
                             timing.open_under_load.as_millis()
                         ),
                     };
-                    self.faults
-                        .raise(FaultCode::OpenUnderLoad, &subject, detail, uptime);
+                    let mut evidence = vec![
+                        Evidence::millis("ramp_down", timing.open_under_load),
+                        Evidence::tenths("open_below", OPEN_BELOW_A, "A"),
+                    ];
+                    evidence.extend(current.map(|a| Evidence::tenths("gun_current", a, "A")));
+                    self.faults.raise_with(
+                        FaultCode::OpenUnderLoad,
+                        &subject,
+                        detail,
+                        evidence,
+                        uptime,
+                    );
                     if let Some(g) = self.gun_mut() {
                         g.state = State::OpeningGc { since: now, reason };
                     }

@@ -328,6 +328,8 @@ pub struct LocalFault {
     pub subject: String,
     /// The evidence: values, thresholds, what tripped it.
     pub detail: String,
+    /// The measurements that tripped it, for the latch.
+    pub evidence: Vec<ringhub_cluster::record::Evidence>,
     /// Node uptime when it was raised.
     pub raised_at: Duration,
 }

@@ -414,6 +414,23 @@ fn a_welded_gun_contactor_takes_the_segment_out_of_service_until_cleared() {
     let snapshot = rig.controllers[0].snapshot(rig.now());
     assert!(snapshot.out_of_service);
     assert_eq!(snapshot.gun.unwrap().status, ConnectorStatus::Faulted);
+    // The latch carries what tripped it: how long the feedback stayed closed, against
+    // what limit, and the bus voltage then.
+    let weld = snapshot
+        .faults
+        .iter()
+        .find(|f| f.code == FaultCode::ContactorWelded)
+        .expect("the weld");
+    let keys: Vec<&str> = weld.evidence.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "closed_after_open_command",
+            "release_timeout",
+            "bus_voltage"
+        ]
+    );
+    assert!(weld.evidence[0].value >= weld.evidence[1].value, "{weld:?}");
     let error = {
         let now = rig.now();
         rig.controllers[0].handle_command(Command::ClearFault(FaultCode::ContactorWelded), now)
@@ -468,6 +485,7 @@ fn the_plan_budget_caps_the_current_offered_to_the_ev() {
 fn a_weld_restored_from_the_record_keeps_the_gun_from_charging() {
     let mut rig = Rig::new(AuthPolicy::Free);
     let weld = |subject: &str| LocalFault {
+        evidence: Vec::new(),
         code: FaultCode::ContactorWelded,
         subject: subject.into(),
         detail: "restored".into(),

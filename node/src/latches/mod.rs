@@ -60,6 +60,7 @@ pub fn change_of(
     }
     let (severity, clear_rule) = classify(fault.code);
     LatchChange::Raise(LatchSpec {
+        evidence: fault.evidence.clone(),
         code: fault.code.as_str().to_owned(),
         subject: fault.subject.clone(),
         severity,
@@ -88,6 +89,7 @@ pub fn restore(
                 .any(|f| f.code == code && f.subject == subject)
         {
             faults.push(LocalFault {
+                evidence: Vec::new(),
                 code,
                 subject: subject.to_owned(),
                 detail: format!("restored from the hub record: {detail}"),
@@ -281,6 +283,7 @@ mod tests {
 
     fn fault(code: FaultCode, subject: &str) -> LocalFault {
         LocalFault {
+            evidence: Vec::new(),
             code,
             subject: subject.into(),
             detail: "seen".into(),
@@ -320,6 +323,33 @@ mod tests {
                 assert_eq!(severity, Severity::Critical, "{code}");
             }
         }
+    }
+
+    #[test]
+    fn a_latch_carries_the_faults_evidence_into_the_record() {
+        let mut record = HubRecord::new(Topology::from_config(&HubConfig::demo()));
+        let tripped = LocalFault {
+            evidence: vec![ringhub_cluster::record::Evidence::tenths(
+                "tie_current",
+                81.24,
+                "A",
+            )],
+            ..fault(FaultCode::OpenUnderLoad, "segment 1 mn")
+        };
+        let LatchChange::Raise(spec) = change_of(&tripped, true, &cab("cab-a"), 1) else {
+            panic!("a raise")
+        };
+        apply(&mut record, 1, Command::RaiseLatch(spec));
+        let latch = record.latches().values().next().expect("latched");
+        let evidence = &latch.spec.evidence;
+        assert_eq!(
+            (
+                evidence[0].key.as_str(),
+                evidence[0].value,
+                evidence[0].unit.as_str()
+            ),
+            ("tie_current", 812, "dA")
+        );
     }
 
     #[test]

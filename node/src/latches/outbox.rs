@@ -237,6 +237,7 @@ mod tests {
 
     fn spec(code: &str, subject: &str, rule: ClearRule) -> LatchSpec {
         LatchSpec {
+            evidence: Vec::new(),
             code: code.into(),
             subject: subject.into(),
             severity: Severity::Error,

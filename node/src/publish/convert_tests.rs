@@ -117,6 +117,7 @@ fn segment() -> SegmentSnapshot {
         gun: Some(gun()),
         modules: vec![module(2, true), module(3, false)],
         faults: vec![LocalFault {
+            evidence: Vec::new(),
             code: FaultCode::ContactorWelded,
             subject: "module 3 mc".into(),
             detail: "feedback closed 200 ms after open".into(),

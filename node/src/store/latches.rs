@@ -181,6 +181,7 @@ fn decode(bytes: &[u8]) -> Result<LatchChange, String> {
             let raised_by =
                 CabinetId::new(&raised_by).map_err(|e| format!("raised_by {raised_by:?}: {e}"))?;
             Ok(LatchChange::Raise(LatchSpec {
+                evidence: Vec::new(),
                 code: value.code,
                 subject: value.subject,
                 severity,
@@ -201,6 +202,7 @@ mod tests {
 
     fn raise(rule: ClearRule) -> LatchChange {
         LatchChange::Raise(LatchSpec {
+            evidence: Vec::new(),
             code: "CONTACTOR_WELDED".into(),
             subject: "segment 1 gc".into(),
             severity: Severity::Critical,

@@ -199,6 +199,7 @@ mod tests {
 
     fn fault(code: FaultCode) -> LocalFault {
         LocalFault {
+            evidence: Vec::new(),
             code,
             subject: "segment 0 gc".into(),
             detail: "feedback closed 300 ms after open".into(),

@@ -491,6 +491,7 @@ fn connector_0_is_faulted_while_the_emergency_stop_holds_a_gun() {
     let mut d = dispenser(t0);
     connect(&mut d, t0);
     let fault = LocalFault {
+        evidence: Vec::new(),
         code: FaultCode::EmergencyStop,
         subject: "gun 1".into(),
         detail: "emergency stop pressed".into(),
