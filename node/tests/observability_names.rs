@@ -22,22 +22,19 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use common::cluster::planned_hub;
 use common::csms::workspace_root;
-use common::{STEP, TempDir, bounded, eventually, start_sim};
+use common::{STEP, TempDir, bounded, eventually, scrape_text, start_sim};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use ringhub_cluster::record::Severity;
 use ringhub_node::can::{CanBus, SocketcandAddr, SocketcandBus};
 use ringhub_proto::can::CanFrame;
 use ringhub_proto::config::HubConfig;
 use ringhub_proto::socketcand::BusName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Metrics a node lists only once something happens that a healthy demo hub does not
 /// do; their names are checked against the node's descriptions instead.
@@ -216,33 +213,6 @@ fn described() -> BTreeMap<String, String> {
     let recorder = Descriptions::default();
     metrics::with_local_recorder(&recorder, ringhub_node::metrics::describe);
     recorder.0.into_inner().unwrap_or_else(|p| p.into_inner())
-}
-
-/// `GET /metrics` over HTTP/1.0: the body.
-async fn scrape_text(addr: SocketAddr) -> Result<String, String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| e.to_string())?;
-        String::from_utf8(response).map_err(|e| e.to_string())
-    };
-    let response = tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| "the scrape timed out".to_owned())??;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP head in {response:?}"))?;
-    if !head.contains(" 200") {
-        return Err(format!("scrape answered {head}"));
-    }
-    Ok(body.to_owned())
 }
 
 fn place(p: &Place) -> String {

@@ -40,11 +40,7 @@ pub fn fault(latch: &Latch, topology: &Topology) -> v1::Fault {
         evidence: spec
             .evidence
             .iter()
-            .map(|e| v1::Evidence {
-                key: e.key.clone(),
-                value: Some(v1::evidence::Value::IntValue(e.value)),
-                unit: e.unit.clone(),
-            })
+            .map(crate::publish::convert::evidence)
             .collect(),
         raised_by_node_id: spec.raised_by.to_string(),
         raised_unix_ms: spec.raised_unix_ms,

@@ -508,6 +508,15 @@ pub fn scope(segment: SegmentId, subject: &str) -> (v1::FaultScope, String) {
     parsed.unwrap_or((v1::FaultScope::Segment, segment.to_string()))
 }
 
+/// A measurement that tripped a fault, as `ringhub.v1` carries it.
+pub fn evidence(measured: &ringhub_cluster::record::Evidence) -> v1::Evidence {
+    v1::Evidence {
+        key: measured.key.clone(),
+        value: Some(v1::evidence::Value::IntValue(measured.value)),
+        unit: measured.unit.clone(),
+    }
+}
+
 /// A local fault as a `ringhub.v1.Fault`. It has no hub-unique id yet (`fault_id` 0: the
 /// latch assigns one when the cluster commits it); its clear rule is the operator for the
 /// codes that need one (S4, S9), else the condition going away (the controller drops it).
@@ -521,11 +530,13 @@ pub fn fault(segment: SegmentId, local: &LocalFault, origin: &Origin) -> v1::Fau
         scope: scope as i32,
         scope_id,
         reason: local.detail.clone(),
-        evidence: vec![v1::Evidence {
+        evidence: std::iter::once(v1::Evidence {
             key: "subject".to_owned(),
             value: Some(v1::evidence::Value::TextValue(local.subject.clone())),
             unit: String::new(),
-        }],
+        })
+        .chain(local.evidence.iter().map(evidence))
+        .collect(),
         raised_by_node_id: origin.node.to_string(),
         raised_unix_ms: origin.started_unix_ms.saturating_add(raised_ms),
         clear_rule: if local.code.needs_operator() {

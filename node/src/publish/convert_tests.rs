@@ -117,7 +117,10 @@ fn segment() -> SegmentSnapshot {
         gun: Some(gun()),
         modules: vec![module(2, true), module(3, false)],
         faults: vec![LocalFault {
-            evidence: Vec::new(),
+            evidence: vec![ringhub_cluster::record::Evidence::millis(
+                "closed_after_open_command",
+                Duration::from_millis(200),
+            )],
             code: FaultCode::ContactorWelded,
             subject: "module 3 mc".into(),
             detail: "feedback closed 200 ms after open".into(),
@@ -417,11 +420,18 @@ fn local_fault_field_by_field() {
     assert_eq!(f.reason, "feedback closed 200 ms after open");
     assert_eq!(
         f.evidence,
-        vec![v1::Evidence {
-            key: "subject".into(),
-            value: Some(v1::evidence::Value::TextValue("module 3 mc".into())),
-            unit: String::new(),
-        }]
+        vec![
+            v1::Evidence {
+                key: "subject".into(),
+                value: Some(v1::evidence::Value::TextValue("module 3 mc".into())),
+                unit: String::new(),
+            },
+            v1::Evidence {
+                key: "closed_after_open_command".into(),
+                value: Some(v1::evidence::Value::IntValue(200)),
+                unit: "ms".into(),
+            }
+        ]
     );
     assert_eq!(f.raised_by_node_id, "cab-a");
     assert_eq!(f.raised_unix_ms, 1_700_000_001_500, "start + 1.5 s uptime");

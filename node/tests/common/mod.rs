@@ -399,6 +399,12 @@ impl Metrics {
 
 /// `GET /metrics` over HTTP/1.0.
 pub async fn scrape(addr: SocketAddr) -> Result<Metrics, String> {
+    let body = scrape_text(addr).await?;
+    Ok(Metrics(body.lines().filter_map(parse_sample).collect()))
+}
+
+/// `GET /metrics` over HTTP/1.0: the body.
+pub async fn scrape_text(addr: SocketAddr) -> Result<String, String> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         stream
@@ -421,7 +427,7 @@ pub async fn scrape(addr: SocketAddr) -> Result<Metrics, String> {
     if !head.contains(" 200") {
         return Err(format!("scrape answered {head}"));
     }
-    Ok(Metrics(body.lines().filter_map(parse_sample).collect()))
+    Ok(body.to_owned())
 }
 
 /// One sample line of the text format (the node's label values have no escapes).
