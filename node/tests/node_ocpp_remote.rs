@@ -126,8 +126,10 @@ async fn local_list_remote_start_unlock_trigger_and_reset() {
         });
         let waited =
             unix(&available["payload"]["timestamp"]) - unix(&preparing["payload"]["timestamp"]);
+        // The timeout runs from the card's arrival; Preparing is stamped when its
+        // notification is built, up to a few control ticks later (one CI run saw 1.993 s).
         assert!(
-            (2.0..3.0).contains(&waited),
+            (1.9..3.0).contains(&waited),
             "Preparing lasted {waited} s, not 2 s"
         );
         configure(&mut csms, "ConnectionTimeOut", "60");
