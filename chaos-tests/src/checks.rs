@@ -1,0 +1,470 @@
+//! What every scenario must leave true once its faults are over (DESIGN.md §2):
+//!
+//! - **referee**: the simulator's referee saw no violation of S1–S9 on the ground truth;
+//! - **convergence**: every node answers for itself with the same leader, the same plan
+//!   epoch and the same latches, and none is degraded;
+//! - **S6**: every latch seen during the run is still in the record, active, or cleared
+//!   by its rule (an operator-only latch stays active: the suite never clears one);
+//! - **S7**: a node cut off from the majority went degraded within its lease (plus
+//!   margin), opened its ties to other cabinets, and its guns drew no more than they
+//!   held when it was cut off (checked while the cut lasts, see [`IsolationWatch`]);
+//! - **transactions**: the CSMS saw each StartTransaction once, transaction ids unique,
+//!   and exactly one StopTransaction for each once every EV has left.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ringhub_proto::v1;
+use serde_json::Value;
+
+use crate::hub::{CABINETS, Hub};
+use crate::probe::{Admin, Control, NodeView, cli, delivered_kw, eventually, scrape};
+
+/// Longest the hub may take to agree again once the faults are over.
+pub const CONVERGE: Duration = Duration::from_secs(60);
+/// A node's lease (README, "Lease and degraded mode").
+pub const LEASE: Duration = Duration::from_millis(1500);
+/// Slack on top of the lease for a node to notice and report it.
+const DEGRADED_MARGIN: Duration = Duration::from_secs(5);
+/// Longest the CSMS may take to see every transaction stopped after the EVs left.
+const STOPPED: Duration = Duration::from_secs(45);
+/// What a cut-off gun may draw above what it held: metering noise.
+const HELD_SLACK_KW: f64 = 2.0;
+
+/// One thing a scenario found wrong.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// The check: `referee`, `convergence`, `S6`, `S7`, `transactions`, `crash`, `harness`.
+    pub check: &'static str,
+    /// What was wrong.
+    pub detail: String,
+}
+
+impl Finding {
+    /// A finding of `check`.
+    pub fn new(check: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            check,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The referee's violations, one finding each.
+pub async fn referee(control: Control) -> Vec<Finding> {
+    match control.violations().await {
+        Ok(all) => all
+            .into_iter()
+            .map(|v| Finding::new("referee", v.to_string()))
+            .collect(),
+        Err(e) => vec![Finding::new("harness", format!("reading the referee: {e}"))],
+    }
+}
+
+/// Each node's own view, once they all agree; how long that took.
+pub async fn converge(hub: &Hub) -> Result<(Duration, Vec<NodeView>), Finding> {
+    let started = Instant::now();
+    let admin = Admin::connect("demo", &hub.endpoints())
+        .await
+        .map_err(|e| Finding::new("harness", e.to_string()))?;
+    let metrics: Vec<_> = hub.nodes.iter().map(|n| n.metrics).collect();
+    let agreed = eventually("every node to agree on the record", CONVERGE, async || {
+        let mut views = Vec::new();
+        for cabinet in CABINETS {
+            views.push(admin.view(cabinet).await?);
+        }
+        for (cabinet, addr) in CABINETS.iter().zip(&metrics) {
+            let m = scrape(*addr).await.map_err(|e| e.to_string())?;
+            if m.value("ringhub_node_degraded") != 0.0 {
+                return Err(format!("{cabinet} is degraded"));
+            }
+        }
+        let first = &views[0];
+        let leader = &first.status.leader_node_id;
+        if leader.is_empty() {
+            return Err("no leader".into());
+        }
+        for (cabinet, view) in CABINETS.iter().zip(&views) {
+            if &view.status.leader_node_id != leader {
+                return Err(format!(
+                    "{cabinet} follows {:?}, cab-a {leader:?}",
+                    view.status.leader_node_id
+                ));
+            }
+            if view.plan_epoch() != first.plan_epoch() {
+                return Err(format!(
+                    "{cabinet} at plan epoch {}, cab-a at {}",
+                    view.plan_epoch(),
+                    first.plan_epoch()
+                ));
+            }
+            if view.latch_keys() != first.latch_keys() {
+                return Err(format!(
+                    "{cabinet} holds latches {:?}, cab-a {:?}",
+                    view.latch_keys(),
+                    first.latch_keys()
+                ));
+            }
+            let behind: Vec<String> = view
+                .status
+                .node_epochs
+                .iter()
+                .filter(|e| e.reached_epoch != first.plan_epoch())
+                .map(|e| format!("{e:?}"))
+                .collect();
+            if !behind.is_empty() {
+                return Err(format!("{cabinet} sees nodes behind: {behind:?}"));
+            }
+        }
+        Ok(views)
+    })
+    .await;
+    admin.close().await;
+    agreed
+        .map(|views| (started.elapsed(), views))
+        .map_err(|e| Finding::new("convergence", e.to_string()))
+}
+
+/// Every latch seen so far, by id: the most recent view of it.
+#[derive(Debug, Default, Clone)]
+pub struct LatchLog(pub BTreeMap<u64, v1::Fault>);
+
+impl LatchLog {
+    /// Adds what `views` hold.
+    pub fn record(&mut self, views: &[NodeView]) {
+        for view in views {
+            for latch in &view.latches {
+                self.0.insert(latch.fault_id, latch.clone());
+            }
+        }
+    }
+}
+
+/// Takes a snapshot of whatever latches the reachable nodes hold now (best effort: a
+/// node that is down or cut off is skipped).
+pub async fn snapshot(hub: &Hub, log: &mut LatchLog) {
+    let Ok(admin) = Admin::connect("demo", &hub.endpoints()).await else {
+        return;
+    };
+    for cabinet in CABINETS {
+        if let Ok(view) = admin.view(cabinet).await {
+            log.record(std::slice::from_ref(&view));
+        }
+    }
+    admin.close().await;
+}
+
+/// S6 on `ringhub faults history --json`, asked of each node alone.
+pub async fn s6(hub: &Hub, seen: &LatchLog) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (cabinet, endpoint) in CABINETS.iter().zip(hub.endpoints()) {
+        let out = cli(
+            &hub.cli,
+            &hub.config,
+            std::slice::from_ref(&endpoint),
+            &["faults", "history", "--json"],
+        )
+        .await;
+        let history: Vec<Value> = match out
+            .map_err(|e| e.to_string())
+            .and_then(|o| serde_json::from_str(&o).map_err(|e| format!("{e}: {o}")))
+        {
+            Ok(history) => history,
+            Err(e) => {
+                findings.push(Finding::new(
+                    "S6",
+                    format!("{cabinet}: faults history: {e}"),
+                ));
+                continue;
+            }
+        };
+        let by_id: BTreeMap<u64, &Value> = history
+            .iter()
+            .filter_map(|l| Some((l["id"].as_u64()?, l)))
+            .collect();
+        for (id, latch) in &seen.0 {
+            let Some(now) = by_id.get(id) else {
+                findings.push(Finding::new(
+                    "S6",
+                    format!(
+                        "{cabinet}: latch {id} {} on {} seen earlier is gone from the history",
+                        latch.code, latch.scope_id
+                    ),
+                ));
+                continue;
+            };
+            let operator_only = latch.clear_rule == v1::ClearRule::Operator as i32;
+            if operator_only && now["status"] != "active" {
+                findings.push(Finding::new(
+                    "S6",
+                    format!("{cabinet}: operator-only latch {id} {} is {now} though no operator cleared it", latch.code),
+                ));
+            }
+        }
+        for latch in &history {
+            if latch["status"] == "cleared" && latch["cleared_by"].as_str().unwrap_or("").is_empty()
+            {
+                findings.push(Finding::new(
+                    "S6",
+                    format!("{cabinet}: latch cleared by nobody: {latch}"),
+                ));
+            }
+        }
+    }
+    findings
+}
+
+/// Watches a node cut off from the majority (S7), from the moment it is cut off.
+#[derive(Debug)]
+pub struct IsolationWatch {
+    /// The cabinet's index.
+    victim: usize,
+    /// What each of its guns was granted before the cut, kW.
+    held_kw: BTreeMap<u64, f64>,
+    /// Findings so far.
+    pub findings: Vec<Finding>,
+    /// When it went degraded, after the cut.
+    pub degraded_after: Option<Duration>,
+}
+
+impl IsolationWatch {
+    /// Reads what `victim`'s guns hold, before it is cut off.
+    pub async fn before(hub: &Hub, victim: usize) -> Self {
+        let mut held_kw = BTreeMap::new();
+        if let Ok(m) = scrape(hub.nodes[victim].metrics).await {
+            for gun in guns_of(victim) {
+                let granted = m
+                    .get(
+                        "ringhub_gun_granted_power_watts",
+                        &[("gun", &gun.to_string())],
+                    )
+                    .unwrap_or(0.0);
+                held_kw.insert(gun, granted / 1000.0);
+            }
+        }
+        Self {
+            victim,
+            held_kw,
+            findings: Vec::new(),
+            degraded_after: None,
+        }
+    }
+
+    /// Called right after the cut, for as long as it lasts (`hold`): waits for the node
+    /// to go degraded and its outward ties to open, and samples its guns' power.
+    pub async fn during(&mut self, hub: &Hub, hold: Duration) {
+        let cut_at = Instant::now();
+        let control = Control(hub.sim.control);
+        let addr = hub.nodes[self.victim].metrics;
+        let cabinet = CABINETS[self.victim];
+        let degraded = eventually(
+            &format!("{cabinet} to go degraded"),
+            LEASE + DEGRADED_MARGIN,
+            async || {
+                let m = scrape(addr).await.map_err(|e| e.to_string())?;
+                if m.value("ringhub_node_degraded") == 1.0 {
+                    Ok(())
+                } else {
+                    Err("ringhub_node_degraded 0".into())
+                }
+            },
+        )
+        .await;
+        match degraded {
+            Ok(()) => self.degraded_after = Some(cut_at.elapsed()),
+            Err(e) => self.findings.push(Finding::new("S7", e.to_string())),
+        }
+        // Its own tie to the next cabinet is the last segment's `mn`.
+        let own_tie = (self.victim * 2 + 1) as u64;
+        let opened = eventually(
+            &format!("{cabinet}'s tie to the next cabinet (segment {own_tie} mn) to open"),
+            LEASE + DEGRADED_MARGIN,
+            async || {
+                let state = control.state().await.map_err(|e| e.to_string())?;
+                match crate::probe::contactor(&state, own_tie, "mn") {
+                    (_, false) => Ok(()),
+                    other => Err(format!("(commanded, closed) {other:?}")),
+                }
+            },
+        )
+        .await;
+        if let Err(e) = opened {
+            self.findings.push(Finding::new("S7", e.to_string()));
+        }
+        // Sample its guns' power until the cut ends, after a lease for the ramp.
+        while cut_at.elapsed() < hold {
+            if cut_at.elapsed() > LEASE * 2
+                && let Ok(state) = control.state().await
+            {
+                for (gun, held) in &self.held_kw {
+                    let now = delivered_kw(&state, *gun);
+                    if now > held * 1.05 + HELD_SLACK_KW {
+                        self.findings.push(Finding::new(
+                            "S7",
+                            format!(
+                                "{cabinet} cut off: gun {gun} draws {now:.1} kW, it held {held:.1} kW"
+                            ),
+                        ));
+                        self.held_kw.insert(*gun, f64::INFINITY);
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The guns of cabinet `index` in the demo hub (two per cabinet, gun n on segment n).
+fn guns_of(index: usize) -> [u64; 2] {
+    [index as u64 * 2, index as u64 * 2 + 1]
+}
+
+/// The transactions the CSMS saw, per charge point.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// transactionId → (cp, connectorId, meterStart, timestamp) of its StartTransaction.
+    started: BTreeMap<i64, (String, Value, Value, Value)>,
+    /// transactionId → StopTransactions seen.
+    stopped: BTreeMap<i64, u32>,
+    /// (cp, connectorId, meterStart, timestamp) of StartTransactions seen more than once.
+    repeated: Vec<String>,
+    /// Ids handed out twice.
+    reused: Vec<i64>,
+}
+
+/// Reads csms.py's lines: each `received` StartTransaction is followed by the
+/// `transaction` line of the id it was given.
+fn ledger(lines: &[Value]) -> Ledger {
+    let mut ledger = Ledger::default();
+    let mut waiting: BTreeMap<String, Vec<(Value, Value, Value)>> = BTreeMap::new();
+    let mut starts: BTreeSet<String> = BTreeSet::new();
+    for line in lines {
+        let cp = line["cp"].as_str().unwrap_or_default().to_owned();
+        match (line["event"].as_str(), line["action"].as_str()) {
+            (Some("received"), Some("StartTransaction")) => {
+                let p = &line["payload"];
+                let key = format!(
+                    "{cp} {} {} {}",
+                    p["connectorId"], p["meterStart"], p["timestamp"]
+                );
+                if !starts.insert(key.clone()) {
+                    ledger.repeated.push(key);
+                }
+                waiting.entry(cp).or_default().push((
+                    p["connectorId"].clone(),
+                    p["meterStart"].clone(),
+                    p["timestamp"].clone(),
+                ));
+            }
+            (Some("transaction"), _) => {
+                let Some(id) = line["transactionId"].as_i64() else {
+                    continue;
+                };
+                let start = waiting
+                    .get_mut(&cp)
+                    .and_then(|w| (!w.is_empty()).then(|| w.remove(0)));
+                let (connector, meter, at) = start.unwrap_or_default();
+                if ledger
+                    .started
+                    .insert(id, (cp, connector, meter, at))
+                    .is_some()
+                {
+                    ledger.reused.push(id);
+                }
+            }
+            (Some("received"), Some("StopTransaction")) => {
+                if let Some(id) = line["payload"]["transactionId"].as_i64() {
+                    *ledger.stopped.entry(id).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    ledger
+}
+
+/// Waits until every transaction the CSMS started is stopped (the EVs have left), then
+/// checks there is none lost or duplicated.
+pub async fn transactions(hub: &Hub) -> Vec<Finding> {
+    let done = eventually(
+        "a StopTransaction for every transaction",
+        STOPPED,
+        async || {
+            let ledger = ledger(&hub.csms.lines());
+            let open: Vec<i64> = ledger
+                .started
+                .keys()
+                .filter(|id| !ledger.stopped.contains_key(id))
+                .copied()
+                .collect();
+            if open.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("no StopTransaction yet for {open:?}"))
+            }
+        },
+    )
+    .await;
+    let mut findings = Vec::new();
+    if let Err(e) = done {
+        findings.push(Finding::new("transactions", format!("lost: {e}")));
+    }
+    let ledger = ledger(&hub.csms.lines());
+    if ledger.started.is_empty() {
+        findings.push(Finding::new(
+            "transactions",
+            "the CSMS saw no transaction at all",
+        ));
+    }
+    for key in &ledger.repeated {
+        findings.push(Finding::new(
+            "transactions",
+            format!("StartTransaction sent twice: {key}"),
+        ));
+    }
+    for id in &ledger.reused {
+        findings.push(Finding::new(
+            "transactions",
+            format!("transaction id {id} reused"),
+        ));
+    }
+    for (id, count) in &ledger.stopped {
+        if *count > 1 {
+            findings.push(Finding::new(
+                "transactions",
+                format!("transaction {id} stopped {count} times"),
+            ));
+        }
+        if !ledger.started.contains_key(id) {
+            findings.push(Finding::new(
+                "transactions",
+                format!("StopTransaction for transaction {id}, which the CSMS never started"),
+            ));
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_ledger_pairs_starts_with_ids_and_counts_stops() {
+        let lines = vec![
+            json!({"event": "received", "cp": "A", "action": "StartTransaction", "payload": {"connectorId": 1, "meterStart": 0, "timestamp": "t1"}}),
+            json!({"event": "transaction", "cp": "A", "transactionId": 1}),
+            json!({"event": "received", "cp": "A", "action": "StartTransaction", "payload": {"connectorId": 1, "meterStart": 0, "timestamp": "t1"}}),
+            json!({"event": "transaction", "cp": "A", "transactionId": 2}),
+            json!({"event": "received", "cp": "A", "action": "StopTransaction", "payload": {"transactionId": 1}}),
+            json!({"event": "received", "cp": "A", "action": "StopTransaction", "payload": {"transactionId": 1}}),
+        ];
+        let ledger = ledger(&lines);
+        assert_eq!(ledger.started.len(), 2);
+        assert_eq!(ledger.repeated.len(), 1, "the same start twice");
+        assert_eq!(ledger.stopped.get(&1), Some(&2));
+        assert!(!ledger.stopped.contains_key(&2));
+    }
+}
