@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::record::{ClearRule, Severity};
+use crate::record::{ClearRule, RETRY_CAP, Severity};
 
 /// What a fault is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,8 +59,11 @@ pub struct FaultSpec {
     pub clears_when: &'static str,
 }
 
-/// Clears once its node no longer sees the condition (the controller debounces it).
-const CONDITION_GONE: ClearRule = ClearRule::ConditionGone { hold_ms: 0 };
+/// Cleared by the leader once the node has reported the condition gone for `hold_ms`
+/// (see `clearing`); long enough that a restarted node has detected it again.
+const fn gone_for(hold_ms: u32) -> ClearRule {
+    ClearRule::ConditionGone { hold_ms }
+}
 
 /// The catalog, in the order the docs list it.
 pub const CATALOG: &[FaultSpec] = &[
@@ -94,7 +97,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Check the coil supply and the auxiliary contact; a tie that fails again is planned around.",
         effect: Effect::StopSession,
         ocpp_error: "PowerSwitchFailure",
-        clear: CONDITION_GONE,
+        clear: gone_for(1_000),
         clears_when: "the EV leaves",
     },
     FaultSpec {
@@ -116,7 +119,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Check the PLC board's supply and its CAN wiring and termination.",
         effect: Effect::SegmentOutOfService,
         ocpp_error: "InternalError",
-        clear: CONDITION_GONE,
+        clear: gone_for(3_000),
         clears_when: "the PLC is heard again",
     },
     FaultSpec {
@@ -127,7 +130,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Find out why it was pressed or tripped before releasing it.",
         effect: Effect::StopSession,
         ocpp_error: "OtherError",
-        clear: CONDITION_GONE,
+        clear: gone_for(2_000),
         clears_when: "the button is released and the RCD reset",
     },
     FaultSpec {
@@ -138,7 +141,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Check the lock actuator and the cable's latch.",
         effect: Effect::StopSession,
         ocpp_error: "ConnectorLockFailure",
-        clear: CONDITION_GONE,
+        clear: gone_for(1_000),
         clears_when: "the EV leaves",
     },
     FaultSpec {
@@ -149,7 +152,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Replace or re-seal the meter; billing uses the shunt meanwhile.",
         effect: Effect::Report,
         ocpp_error: "PowerMeterFailure",
-        clear: CONDITION_GONE,
+        clear: gone_for(10_000),
         clears_when: "the meter reads valid again",
     },
     FaultSpec {
@@ -160,7 +163,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Calibrate the shunt or replace the meter.",
         effect: Effect::Report,
         ocpp_error: "PowerMeterFailure",
-        clear: CONDITION_GONE,
+        clear: gone_for(10_000),
         clears_when: "they agree again",
     },
     FaultSpec {
@@ -171,7 +174,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Check the module's fans, filters and the cabinet's cooling.",
         effect: Effect::Derate,
         ocpp_error: "HighTemperature",
-        clear: CONDITION_GONE,
+        clear: gone_for(10_000),
         clears_when: "it has cooled below its recovery temperature",
     },
     FaultSpec {
@@ -182,7 +185,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Check the module's supply and its CAN connection.",
         effect: Effect::Derate,
         ocpp_error: "InternalError",
-        clear: CONDITION_GONE,
+        clear: gone_for(3_000),
         clears_when: "it is heard again",
     },
     FaultSpec {
@@ -193,7 +196,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Read the module's fault flags in `ringhub status`; replace it if it repeats.",
         effect: Effect::Derate,
         ocpp_error: "InternalError",
-        clear: CONDITION_GONE,
+        clear: gone_for(5_000),
         clears_when: "the module reports no fault",
     },
     FaultSpec {
@@ -204,7 +207,7 @@ pub const CATALOG: &[FaultSpec] = &[
         action: "Check the cabinet's supply and network; it rejoins by itself once it is back.",
         effect: Effect::CabinetOutOfService,
         ocpp_error: "OtherError",
-        clear: CONDITION_GONE,
+        clear: gone_for(0),
         clears_when: "the cabinet is back, has reported the epoch in force and its ties read open",
     },
 ];
@@ -215,24 +218,30 @@ pub fn spec(code: &str) -> Option<&'static FaultSpec> {
 }
 
 /// The clear rule in words, for operators.
-fn rule(clear: ClearRule) -> &'static str {
+fn rule(clear: ClearRule) -> String {
     match clear {
-        ClearRule::Operator => "operator",
-        ClearRule::ConditionGone { .. } => "by rule",
-        ClearRule::Unplug => "on unplug",
+        ClearRule::Operator => "operator".into(),
+        ClearRule::ConditionGone { hold_ms: 0 } => "by rule".into(),
+        ClearRule::ConditionGone { hold_ms } => {
+            format!("by rule, gone {} s", f64::from(hold_ms) / 1000.0)
+        }
+        ClearRule::Unplug => "on unplug".into(),
     }
 }
 
 /// The catalog as `docs/faults.md`.
 pub fn markdown() -> String {
-    let mut out = String::from(
+    let mut out = format!(
         "# Fault catalog\n\n\
          Every fault the hub latches. Generated from `cluster/src/faults.rs` by\n\
          `ringhub faults catalog`; a test keeps this file equal to it.\n\n\
          The vendor error code sent to the CSMS is the code itself. Faults cleared *by rule*\n\
-         clear when their condition is gone; *operator* faults only with\n\
-         `ringhub faults clear ID --reason TEXT`, and a clear is refused while the condition\n\
-         still holds.\n\n\
+         are cleared by the Raft leader once the node that raised them has reported the\n\
+         condition gone for the hold time given (*gone 3 s*); a fault cleared by its rule\n\
+         {RETRY_CAP} times within an hour needs an operator the next time. *Operator* faults clear\n\
+         only with `ringhub faults clear ID --reason TEXT`, and a clear is refused while\n\
+         the condition still holds. Every raise and clear is in the Raft log, with who\n\
+         cleared it and why.\n\n\
          | code | severity | scope | effect | OCPP error code | cleared |\n\
          | --- | --- | --- | --- | --- | --- |\n",
     );

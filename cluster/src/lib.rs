@@ -6,14 +6,19 @@
 //!   `network`: Raft RPCs over Zenoh; `transport`: the Zenoh session a node opens;
 //!   `service`: the member a node runs;
 //! - `demand`: what the guns ask and the modules give, from telemetry (pure);
-//!   `telemetry`: its Zenoh subscriptions;
+//!   `conditions`: whether each node's fault conditions hold, from telemetry (pure);
+//!   `telemetry`: their Zenoh subscriptions;
 //! - `planner`: the island manager's plan: islands, owners and fair grants (pure);
 //! - `steward`: what the leader commits on its own (lost cabinets, the plan) (pure);
 //!   `isolation`: segments out of service for their latched faults (pure);
+//!   `clearing`: latches cleared by their rule, as the leader judges it (pure);
+//! - `faults`: the fault catalog;
 //! - `campaign`: when a member starts an election;
 //! - `lease`: whether a node may still count itself part of the hub (S7) (pure).
 
 pub mod campaign;
+pub mod clearing;
+pub mod conditions;
 pub mod demand;
 pub mod faults;
 pub mod handover;

@@ -24,7 +24,8 @@
 //!   after round; a restarted or resumed member hears the leader before it may campaign.
 //! - It watches every node's liveliness token ([`Cluster::alive`]), and while it leads it
 //!   runs the [`Steward`]: lost cabinets out of service, the plan in force, returning
-//!   cabinets back in.
+//!   cabinets back in; and the [`Clearing`]: latches cleared by their rule once every
+//!   node's published conditions show them gone for their hold.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ use tokio::task::JoinHandle;
 use zenoh::sample::SampleKind;
 
 use crate::campaign::{Campaign, campaign_loop};
+use crate::clearing::Clearing;
+use crate::conditions::{Condition, ConditionBook};
 use crate::demand::{DemandBook, Ratings};
 use crate::network::{LeaderContact, WriteError, ZenohNetwork, probe_memberships, serve};
 use crate::record::{ClientId, Command, Outcome, Request, Topology};
@@ -111,6 +114,8 @@ pub struct Cluster {
     alive: watch::Receiver<BTreeSet<CabinetId>>,
     /// What the guns ask and the modules give, from telemetry.
     book: watch::Receiver<DemandBook>,
+    /// Every node's fault conditions, from telemetry.
+    conditions: watch::Receiver<ConditionBook>,
     /// This node's liveliness, withdrawn on drop.
     _alive: zenoh::liveliness::LivelinessToken,
     /// The node's Zenoh session, for forwarded writes.
@@ -224,15 +229,19 @@ impl Cluster {
             alive_tx,
         ));
         let (book_tx, book) = watch::channel(DemandBook::new(config.ratings.clone()));
+        let (conditions_tx, conditions) = watch::channel(ConditionBook::new());
         let telemetry = Telemetry::subscribe(session, &config.hub)
             .await
             .map_err(|e| ClusterError::Zenoh(e.to_string()))?;
-        let telemetry = tokio::spawn(telemetry.run(book_tx));
+        let telemetry = tokio::spawn(telemetry.run(book_tx, conditions_tx));
         let steward = tokio::spawn(steward_loop(
             raft.clone(),
             record.clone(),
-            alive.clone(),
-            book.clone(),
+            Inputs {
+                alive: alive.clone(),
+                book: book.clone(),
+                conditions: conditions.clone(),
+            },
             config.clone(),
         ));
         let members: BTreeMap<NodeId, BasicNode> = config
@@ -254,6 +263,7 @@ impl Cluster {
             tasks: vec![server, watcher, telemetry, steward, campaigner],
             alive,
             book,
+            conditions,
             _alive: token,
             session: session.clone(),
             hub: config.hub,
@@ -273,6 +283,13 @@ impl Cluster {
     /// What the guns ask and the modules give, as this node's planner would see them.
     pub fn demand_book(&self) -> DemandBook {
         self.book.borrow().clone()
+    }
+
+    /// The condition of `code` on `subject` as `node` reports it now.
+    pub fn condition(&self, node: &CabinetId, code: &str, subject: &str) -> Condition {
+        self.conditions
+            .borrow()
+            .condition(node, code, subject, Instant::now())
     }
 
     /// The record as applied on this node.
@@ -513,16 +530,32 @@ const STEWARD_GRACE: Duration = Duration::from_secs(2);
 /// Longest sleep of the steward when nothing changes.
 const STEWARD_IDLE: Duration = Duration::from_millis(500);
 
-/// Runs a [`Steward`] for as long as this node leads, a new one each time it becomes
-/// leader; its commands go through this node's Raft.
+/// What the steward judges from, besides the record.
+struct Inputs {
+    alive: watch::Receiver<BTreeSet<CabinetId>>,
+    book: watch::Receiver<DemandBook>,
+    conditions: watch::Receiver<ConditionBook>,
+}
+
+/// Runs a [`Steward`] and the [`Clearing`] of the clear rules for as long as this node
+/// leads, new ones each time it becomes leader; their commands go through this node's
+/// Raft.
 async fn steward_loop(
     raft: Raft<TypeConfig>,
     record: RecordReader,
-    mut alive: watch::Receiver<BTreeSet<CabinetId>>,
-    mut book: watch::Receiver<DemandBook>,
+    inputs: Inputs,
     config: ClusterConfig,
 ) {
-    let me = &config.me;
+    let Inputs {
+        mut alive,
+        mut book,
+        conditions,
+    } = inputs;
+    let Ok(me) = CabinetId::new(&config.me) else {
+        tracing::error!(me = %config.me, "not a cabinet name: this node cannot steward");
+        return;
+    };
+    let me = &me;
     let mut metrics = raft.metrics();
     loop {
         let term = loop {
@@ -539,7 +572,9 @@ async fn steward_loop(
             config.topology.clone(),
             config.hold,
             STEWARD_GRACE,
+            me.clone(),
         );
+        let mut clearing = Clearing::new();
         let client = ClientId(format!("steward@{me}/term-{term}/{}", unix_ms()));
         let mut serial = 0;
         tracing::info!(term, "leading: the steward runs");
@@ -553,7 +588,12 @@ async fn steward_loop(
             let command = {
                 let alive = alive.borrow_and_update().clone();
                 let book = book.borrow_and_update().clone();
-                record.read(|r| steward.poll(now, r, &alive, &book, unix_ms()))
+                let conditions = conditions.borrow().clone();
+                record.read(|r| {
+                    steward
+                        .poll(now, r, &alive, &book, unix_ms())
+                        .or_else(|| clearing.poll(now, r, &conditions, me, unix_ms()))
+                })
             };
             if command.is_none() && grow_membership(&raft, &record, &config).await {
                 continue;

@@ -8,7 +8,8 @@
 //! - **Loss**: a cabinet whose token is gone has its in-service segments taken out of
 //!   service as `<cabinet> lost`, each keeping in reserve the budget its gun had: that
 //!   node may charge on in degraded mode with it (S7), so no one else may be granted it
-//!   (S8).
+//!   (S8). A cabinet that had reported before is latched `CABINET_LOST`, cleared by its
+//!   rule once it has rejoined.
 //! - **Plan**: the planner's plan (`planner`), from the record and the demand book
 //!   (`demand`): max-min fair budgets for the guns that ask, within the site limit less
 //!   what lost cabinets keep, out-of-service segments idle. A change commits the next
@@ -36,13 +37,21 @@ use crate::demand::DemandBook;
 use crate::handover;
 use crate::planner;
 use crate::record::{
-    Command, Epoch, HubRecord, Island, OutOfService, Plan, SegmentSpec, TieObservation, Topology,
-    Watts,
+    ClearRule, Clearer, Command, Epoch, Evidence, HubRecord, Island, Latch, LatchSpec,
+    OutOfService, Plan, SegmentSpec, TieObservation, Topology, Watts,
 };
 
 /// The reason that marks a segment out of service because its cabinet is lost.
 pub fn lost_reason(cabinet: &CabinetId) -> String {
     format!("{cabinet} lost")
+}
+
+/// The code of the latch a lost cabinet raises: the steward raises and clears it.
+pub const LOST_CODE: &str = "CABINET_LOST";
+
+/// The subject of a lost cabinet's latch.
+fn lost_subject(cabinet: &CabinetId) -> String {
+    format!("cabinet {cabinet}")
 }
 
 /// A cabinet the steward has seen lost.
@@ -63,16 +72,25 @@ pub struct Steward {
     grace_until: Instant,
     /// Cabinets lost or not yet rejoined.
     lost: BTreeMap<CabinetId, Lost>,
+    /// The leader it runs on, which raises and clears `CABINET_LOST`.
+    me: CabinetId,
 }
 
 impl Steward {
-    /// A steward that starts at `now`, on the leader whose hub config has `ring`.
-    pub fn new(now: Instant, ring: Topology, hold: Duration, grace: Duration) -> Self {
+    /// A steward that starts at `now`, on the leader `me` whose hub config has `ring`.
+    pub fn new(
+        now: Instant,
+        ring: Topology,
+        hold: Duration,
+        grace: Duration,
+        me: CabinetId,
+    ) -> Self {
         Self {
             ring,
             hold,
             grace_until: now + grace,
             lost: BTreeMap::new(),
+            me,
         }
     }
 
@@ -109,9 +127,9 @@ impl Steward {
             .collect();
         for cabinet in cabinets {
             let command = if alive.contains(cabinet) {
-                self.returning(now, record, cabinet)
+                self.returning(now, record, cabinet, now_unix_ms)
             } else {
-                self.gone(now, record, cabinet)
+                self.gone(now, record, cabinet, now_unix_ms)
             };
             if command.is_some() {
                 return command;
@@ -151,21 +169,83 @@ impl Steward {
         )))
     }
 
-    /// A cabinet without its token: its in-service segments go out of service.
-    fn gone(&mut self, now: Instant, record: &HubRecord, cabinet: &CabinetId) -> Option<Command> {
+    /// A cabinet without its token: its in-service segments go out of service, then, if
+    /// it had ever reported, it is latched lost.
+    fn gone(
+        &mut self,
+        now: Instant,
+        record: &HubRecord,
+        cabinet: &CabinetId,
+        now_unix_ms: u64,
+    ) -> Option<Command> {
         self.lost
             .entry(cabinet.clone())
             .or_insert(Lost { since: now });
         let reports = record.snapshot().reports.get(cabinet).copied().unwrap_or(0);
-        let segment =
-            segments_of(record, cabinet).find(|s| out_of_service(record, s.id).is_none())?;
-        Some(Command::SetOutOfService {
-            segment: segment.id,
-            out: Some(OutOfService {
-                reason: lost_reason(cabinet),
-                reserved: budget_of(record, segment.id),
-                reports_before: reports,
-            }),
+        if let Some(segment) =
+            segments_of(record, cabinet).find(|s| out_of_service(record, s.id).is_none())
+        {
+            return Some(Command::SetOutOfService {
+                segment: segment.id,
+                out: Some(OutOfService {
+                    reason: lost_reason(cabinet),
+                    reserved: budget_of(record, segment.id),
+                    reports_before: reports,
+                }),
+            });
+        }
+        if reports == 0 || lost_latch(record, cabinet).is_some() {
+            return None;
+        }
+        let reserved: u64 = segments_of(record, cabinet)
+            .filter_map(|s| out_of_service(record, s.id))
+            .map(|o| o.reserved.0)
+            .sum();
+        let spec = crate::faults::spec(LOST_CODE)?;
+        Some(Command::RaiseLatch(LatchSpec {
+            code: LOST_CODE.into(),
+            subject: lost_subject(cabinet),
+            severity: spec.severity,
+            detail: format!(
+                "no liveliness token from {cabinet}: its segments are out of service, \
+                 their budgets kept in reserve"
+            ),
+            evidence: vec![
+                Evidence {
+                    key: "reserved".into(),
+                    value: i64::try_from(reserved).unwrap_or(i64::MAX),
+                    unit: "W".into(),
+                },
+                Evidence {
+                    key: "plan_epoch".into(),
+                    value: i64::try_from(record.epoch().0).unwrap_or(i64::MAX),
+                    unit: String::new(),
+                },
+            ],
+            raised_by: self.me.clone(),
+            raised_unix_ms: now_unix_ms,
+            clear_rule: spec.clear,
+        }))
+    }
+
+    /// Clears `cabinet`'s lost latch by its rule, if it has one that its rule may clear.
+    fn clear_lost(
+        &self,
+        record: &HubRecord,
+        cabinet: &CabinetId,
+        now_unix_ms: u64,
+    ) -> Option<Command> {
+        let latch = lost_latch(record, cabinet)?;
+        (latch.spec.clear_rule != ClearRule::Operator).then(|| Command::ClearLatch {
+            id: latch.id,
+            by: Clearer::Rule {
+                node: self.me.clone(),
+                reason: format!(
+                    "{cabinet} is back: it reported {}, its ties read open and its segments are in service",
+                    record.epoch()
+                ),
+            },
+            at_unix_ms: now_unix_ms,
         })
     }
 
@@ -175,6 +255,7 @@ impl Steward {
         now: Instant,
         record: &HubRecord,
         cabinet: &CabinetId,
+        now_unix_ms: u64,
     ) -> Option<Command> {
         let reason = lost_reason(cabinet);
         let marked: Vec<(SegmentId, u64)> = segments_of(record, cabinet)
@@ -185,7 +266,8 @@ impl Steward {
         let reports = record.snapshot().reports.get(cabinet).copied().unwrap_or(0);
         let lost = match self.lost.get(cabinet) {
             Some(lost) => *lost,
-            None if marked.is_empty() => return None,
+            // Back in before this leader saw it (an earlier leader put it back).
+            None if marked.is_empty() => return self.clear_lost(record, cabinet, now_unix_ms),
             // Marked by an earlier leader: wait the hold from now.
             None => *self
                 .lost
@@ -204,10 +286,18 @@ impl Steward {
             Some(&(segment, _)) => Some(Command::SetOutOfService { segment, out: None }),
             None => {
                 self.lost.remove(cabinet);
-                None
+                self.clear_lost(record, cabinet, now_unix_ms)
             }
         }
     }
+}
+
+/// `cabinet`'s active lost latch.
+fn lost_latch<'a>(record: &'a HubRecord, cabinet: &CabinetId) -> Option<&'a Latch> {
+    let subject = lost_subject(cabinet);
+    record
+        .active_latches()
+        .find(|l| l.spec.code == LOST_CODE && l.spec.subject == subject)
 }
 
 fn segments_of<'a>(
@@ -498,7 +588,7 @@ mod tests {
         ];
         grown.segments.push(added);
         hub.book = everyone_asking(&grown);
-        let mut steward = Steward::new(t0, grown.clone(), HOLD, GRACE);
+        let mut steward = Steward::new(t0, grown.clone(), HOLD, GRACE, cab("cab-a"));
         assert_eq!(
             steward.poll(t0, &hub.record, &all(), &hub.book, 1),
             Some(Command::SetTopology(grown.clone())),
@@ -515,14 +605,14 @@ mod tests {
             vec![hub.record.topology().site_limit.0 / 7; 7]
         );
         // A leader whose config has the old, smaller ring does not shrink it.
-        let mut old = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        let mut old = Steward::new(t0, demo_ring(), HOLD, GRACE, cab("cab-a"));
         assert!(hub.settle(&mut old, t0 + GRACE, &with_d).is_empty());
     }
 
     #[test]
     fn the_first_plan_gives_every_asking_gun_its_own_modules_and_a_fair_share() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE, cab("cab-a"));
         assert_eq!(
             steward.poll(t0, &hub.record, &all(), &hub.book, 1),
             None,
@@ -562,7 +652,7 @@ mod tests {
             record: HubRecord::new(ring.clone()),
             serial: 0,
         };
-        let mut steward = Steward::new(t0, ring.clone(), HOLD, GRACE);
+        let mut steward = Steward::new(t0, ring.clone(), HOLD, GRACE, cab("cab-a"));
         let t1 = t0 + GRACE;
         assert_eq!(
             hub.settle(&mut steward, t1, &all()).len(),
@@ -626,7 +716,7 @@ mod tests {
             record: HubRecord::new(ring.clone()),
             serial: 0,
         };
-        let mut steward = Steward::new(t0, ring.clone(), HOLD, GRACE);
+        let mut steward = Steward::new(t0, ring.clone(), HOLD, GRACE, cab("cab-a"));
         let t1 = t0 + GRACE;
         hub.settle(&mut steward, t1, &all());
         assert_eq!(hub.budgets()[..3], [75_000, 0, 75_000]);
@@ -651,7 +741,7 @@ mod tests {
     #[test]
     fn a_lost_cabinet_is_taken_out_keeping_its_budget_and_rejoins_only_when_safe() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE, cab("cab-a"));
         let t1 = t0 + GRACE;
         hub.settle(&mut steward, t1, &all());
         for node in ["cab-a", "cab-b", "cab-c"] {
@@ -664,7 +754,22 @@ mod tests {
         let mut without_b = all();
         without_b.remove(&cab("cab-b"));
         let done = hub.settle(&mut steward, t1, &without_b);
-        assert_eq!(done.len(), 3, "two segments out, one plan: {done:?}");
+        assert_eq!(
+            done.len(),
+            4,
+            "two segments out, a latch, one plan: {done:?}"
+        );
+        let lost: Vec<&Latch> = hub.record.active_latches().collect();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(
+            (lost[0].spec.code.as_str(), lost[0].spec.subject.as_str()),
+            ("CABINET_LOST", "cabinet cab-b")
+        );
+        assert_eq!(
+            lost[0].spec.evidence[0].value,
+            2 * share as i64,
+            "reserved W"
+        );
         for segment in [2, 3] {
             let out = hub.out(segment).expect("out of service");
             assert_eq!(out.reason, "cab-b lost");
@@ -706,8 +811,24 @@ mod tests {
         // Its ties read open at the epoch in force: it rejoins, and the plan shares again.
         hub.report("cab-b", TieObservation::Open);
         let done = hub.settle(&mut steward, t3, &all());
-        assert_eq!(done.len(), 3, "two segments back, one plan: {done:?}");
+        assert_eq!(
+            done.len(),
+            4,
+            "two segments back, the latch cleared, one plan: {done:?}"
+        );
         assert!(hub.out(2).is_none() && hub.out(3).is_none());
+        let Some(Command::ClearLatch {
+            by: Clearer::Rule { node, reason },
+            ..
+        }) = done
+            .iter()
+            .find(|c| matches!(c, Command::ClearLatch { .. }))
+        else {
+            panic!("the latch cleared by rule: {done:?}");
+        };
+        assert_eq!(node, &cab("cab-a"));
+        assert!(reason.starts_with("cab-b is back"), "{reason}");
+        assert_eq!(hub.record.active_latches().count(), 0);
         // The reserve is free again: its guns' shares fit beside the others' at once.
         assert_eq!(hub.budgets(), vec![share; 6]);
     }
@@ -716,7 +837,8 @@ mod tests {
     fn budgets_fall_before_they_rise_so_any_mix_of_two_epochs_keeps_s8() {
         // 300 kW for six guns of 100 kW: each change of who is in service moves budgets.
         let (mut hub, t0) = (Hub::with_limit(Watts(300_000)), Instant::now());
-        let mut steward = Steward::new(t0, hub.record.topology().clone(), HOLD, GRACE);
+        let mut steward =
+            Steward::new(t0, hub.record.topology().clone(), HOLD, GRACE, cab("cab-a"));
         let t1 = t0 + GRACE;
         hub.settle(&mut steward, t1, &all());
         let limit = hub.record.topology().site_limit.0;
@@ -774,7 +896,7 @@ mod tests {
     #[test]
     fn a_segment_out_for_a_weld_stays_out_when_its_cabinet_returns() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        let mut steward = Steward::new(t0, demo_ring(), HOLD, GRACE, cab("cab-a"));
         let t1 = t0 + GRACE;
         hub.apply(
             "cab-a",
@@ -806,7 +928,7 @@ mod tests {
     #[test]
     fn a_new_leader_finding_a_lost_cabinet_waits_the_hold_from_its_start() {
         let (mut hub, t0) = (Hub::new(), Instant::now());
-        let mut first = Steward::new(t0, demo_ring(), HOLD, GRACE);
+        let mut first = Steward::new(t0, demo_ring(), HOLD, GRACE, cab("cab-a"));
         let t1 = t0 + GRACE;
         let mut without_c = all();
         without_c.remove(&cab("cab-c"));
@@ -814,7 +936,7 @@ mod tests {
         assert!(hub.out(4).is_some());
         // Leadership moves; cab-c is back and reports.
         let t2 = t1 + HOLD * 3;
-        let mut second = Steward::new(t2, demo_ring(), HOLD, GRACE);
+        let mut second = Steward::new(t2, demo_ring(), HOLD, GRACE, cab("cab-a"));
         let t3 = t2 + GRACE;
         hub.settle(&mut second, t3, &all());
         hub.report("cab-c", TieObservation::Open);
@@ -837,7 +959,7 @@ mod tests {
             record: HubRecord::new(ring.clone()),
             serial: 0,
         };
-        let mut steward = Steward::new(t0, ring, HOLD, GRACE);
+        let mut steward = Steward::new(t0, ring, HOLD, GRACE, cab("cab-a"));
         let t1 = t0 + GRACE;
         let everyone_reports = |hub: &mut Hub| {
             for node in ["cab-a", "cab-b", "cab-c"] {

@@ -1,7 +1,8 @@
-//! The demand book's IO shell: every node subscribes to the guns' sessions and the
-//! modules' states its peers publish on Zenoh, and keeps its [`DemandBook`] up to date, so
-//! that whichever node leads plans from fresh telemetry. A payload that does not decode,
-//! or names a gun or module the hub does not have, is logged, counted
+//! The IO shell of the books kept from telemetry: every node subscribes to the guns'
+//! sessions, the modules' states and the nodes' fault conditions its peers publish on
+//! Zenoh, and keeps its [`DemandBook`] and [`ConditionBook`] up to date, so that whichever
+//! node leads plans and clears from fresh telemetry. A payload that does not decode, or
+//! names a gun, module or node the hub does not have, is logged, counted
 //! (`ringhub_telemetry_rejected_total`) and skipped.
 
 use std::time::Instant;
@@ -10,9 +11,10 @@ use prost::Message;
 use ringhub_proto::v1;
 use tokio::sync::watch;
 
-use crate::demand::{DemandBook, TelemetryError};
+use crate::conditions::ConditionBook;
+use crate::demand::DemandBook;
 
-/// Publications refused, by key kind (`gun` or `module`).
+/// Publications refused, by key kind (`gun`, `module` or `conditions`).
 pub const TELEMETRY_REJECTED: &str = "ringhub_telemetry_rejected_total";
 
 /// The subscriptions of one node.
@@ -20,6 +22,8 @@ pub const TELEMETRY_REJECTED: &str = "ringhub_telemetry_rejected_total";
 pub struct Telemetry {
     sessions: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
     modules: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
+    conditions:
+        zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
 }
 
 impl Telemetry {
@@ -36,16 +40,25 @@ impl Telemetry {
             modules: session
                 .declare_subscriber(format!("ringhub/{hub}/module/*/state"))
                 .await?,
+            conditions: session
+                .declare_subscriber(format!("ringhub/{hub}/node/*/conditions"))
+                .await?,
         })
     }
 
-    /// Feeds `book` until the subscriptions end; its receivers hear of a change only when
-    /// the planner should plan again.
-    pub async fn run(self, book: watch::Sender<DemandBook>) {
+    /// Feeds `book` and `conditions` until the subscriptions end. The book's receivers
+    /// hear of a change only when the planner should plan again; the conditions' never
+    /// (they come five times a second from every node): read them when judging.
+    pub async fn run(
+        self,
+        book: watch::Sender<DemandBook>,
+        conditions: watch::Sender<ConditionBook>,
+    ) {
         loop {
             let (sample, kind) = tokio::select! {
                 sample = self.sessions.recv_async() => (sample, "gun"),
                 sample = self.modules.recv_async() => (sample, "module"),
+                sample = self.conditions.recv_async() => (sample, "conditions"),
             };
             let Ok(sample) = sample else { return };
             let bytes = sample.payload().to_bytes();
@@ -54,8 +67,11 @@ impl Telemetry {
                 "gun" => hear(&book, &bytes, |b, s: v1::GunSession| {
                     b.handle_gun(&s, Instant::now())
                 }),
-                _ => hear(&book, &bytes, |b, s: v1::ModuleState| {
+                "module" => hear(&book, &bytes, |b, s: v1::ModuleState| {
                     b.handle_module(&s, Instant::now())
+                }),
+                _ => hear(&conditions, &bytes, |b, s: v1::FaultConditions| {
+                    b.handle(&s, Instant::now()).map(|()| false)
                 }),
             };
             if let Err(error) = heard {
@@ -66,11 +82,12 @@ impl Telemetry {
     }
 }
 
-/// Decodes one publication and hands it to `book`; what is wrong with it, if anything.
-fn hear<M: Message + Default>(
-    book: &watch::Sender<DemandBook>,
+/// Decodes one publication and hands it to `book`, whose receivers hear of it when
+/// `handle` says it changed something; what is wrong with it, if anything.
+fn hear<B, M: Message + Default, E: std::fmt::Display>(
+    book: &watch::Sender<B>,
     bytes: &[u8],
-    handle: impl FnOnce(&mut DemandBook, M) -> Result<bool, TelemetryError>,
+    handle: impl FnOnce(&mut B, M) -> Result<bool, E>,
 ) -> Result<(), String> {
     let message = M::decode(bytes).map_err(|e| format!("does not decode: {e}"))?;
     let mut outcome = Ok(());

@@ -6,6 +6,7 @@
 //!   ringhub/<hub>/gun/<gun>/session      GunSession       one per fitted gun
 //!   ringhub/<hub>/module/<module>/state  ModuleState      one per module
 //!   ringhub/<hub>/fault/<id>             FaultUpdate      one per active local fault
+//!   ringhub/<hub>/node/<node>/conditions FaultConditions  whether each fault still holds
 //!   ringhub/<hub>/node/<node>/alive      liveliness token, while the session is up
 //! ```
 //!
@@ -127,6 +128,10 @@ impl Keys {
 
     pub fn alive(&self, node: &str) -> String {
         format!("{}/node/{node}/alive", self.prefix)
+    }
+
+    pub fn conditions(&self, node: &str) -> String {
+        format!("{}/node/{node}/conditions", self.prefix)
     }
 }
 
@@ -270,6 +275,16 @@ impl Publisher {
                 faults_now.insert(key, convert::fault(snap.segment, local, &self.origin));
             }
         }
+        let key = self.keys.conditions(self.origin.node.as_str());
+        let conditions = v1::FaultConditions {
+            header: Some(self.sequencer.next(&key, now)),
+            conditions: snapshots
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .map(convert::fault_condition)
+                .collect(),
+        };
+        messages.push((key, conditions.encode_to_vec()));
         let mut cleared = Vec::new();
         for (key, fault) in &faults_now {
             let transition = match self.active_faults.get(key) {

@@ -643,8 +643,7 @@ impl Control {
                     }
                     Err(error) => {
                         tracing::warn!(code = %fault.code, %error, "an operator cleared it, but the condition holds: latched again");
-                        let change =
-                            latches::change_of(&fault, true, &self.node, publish::unix_ms());
+                        let change = latches::raise_of(&fault, &self.node, publish::unix_ms());
                         let _ = self.link.latches.send(change);
                     }
                 }
@@ -829,11 +828,13 @@ impl Control {
                 tracing::info!(%gun, mac = %identity.mac, emaid = ?identity.emaid, "EV identity");
             }
             ConnectorEvent::Fault { fault, raised } => {
-                let change = latches::change_of(&fault, raised, &self.node, publish::unix_ms());
-                if self.link.latches.send(change).is_err() {
-                    tracing::error!(code = %fault.code, "the latch task has stopped: fault not latched");
-                }
+                // A raise goes into the log; the leader clears by rule from the conditions
+                // this node publishes.
                 if raised {
+                    let change = latches::raise_of(&fault, &self.node, publish::unix_ms());
+                    if self.link.latches.send(change).is_err() {
+                        tracing::error!(code = %fault.code, "the latch task has stopped: fault not latched");
+                    }
                     tracing::warn!(code = %fault.code, subject = %fault.subject, detail = %fault.detail, "fault raised");
                     self.faults[index] = Some(fault);
                     let gun = self.controllers[index].setup().gun.map(|g| g.id);

@@ -457,6 +457,105 @@ async fn a_paused_node_is_planned_around_and_rejoins_when_it_resumes() {
             "cab-b went through degraded mode"
         );
         assert_eq!(metrics.get("ringhub_node_degraded", &[]), Some(0.0));
+        // The loss was latched, and its rule cleared it once cab-b had rejoined.
+        let lost = eventually("CABINET_LOST cleared by its rule", STEP, async || {
+            let all = latches(&endpoints).await?;
+            let lost: Vec<&Value> = all
+                .iter()
+                .filter(|l| l["code"] == "CABINET_LOST" && l["scope_id"] == "cab-b")
+                .collect();
+            match lost.as_slice() {
+                [one] if one["status"] == "cleared" => Ok((*one).clone()),
+                _ => Err(format!("{lost:?}")),
+            }
+        })
+        .await;
+        assert!(
+            lost["clear_reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("cab-b is back")),
+            "{lost}"
+        );
+        assert_no_violations(&world).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_clears_by_rule_and_an_operator_clear_waits_for_the_condition() {
+    bounded(async {
+        let sim = start_sim(HubConfig::demo(), 12).await;
+        let dir = TempDir::new("cluster-rules");
+        let args = hub_args(&sim, &dir);
+        let nodes: Vec<NodeProcess> = args
+            .iter()
+            .map(|args| NodeProcess::spawn(args, dir.path()))
+            .collect();
+        let all: Vec<&NodeProcess> = nodes.iter().collect();
+        agreed_leader(&all, None, "a leader all three nodes follow").await;
+        let endpoints: Vec<String> = nodes.iter().map(|n| n.zenoh.clone()).collect();
+        let world = sim.world();
+        let latch_of = async |code: &str| -> Value {
+            eventually(&format!("a {code} latch"), STEP, async || {
+                let all = latches(&endpoints).await?;
+                all.into_iter()
+                    .find(|l| l["code"] == code)
+                    .ok_or_else(|| format!("no {code} latch yet"))
+            })
+            .await
+        };
+
+        // An isolation fault needs an operator, whose clear is refused while the
+        // monitor still reports it, with the reason, and committed once it does not.
+        let isolation = inject(&world, FaultKind::IsolationFault, 2, "").await;
+        let latch = latch_of("ISOLATION_FAULT").await;
+        let id = latch["id"].as_u64().expect("latch id").to_string();
+        let clear = ["faults", "clear", &id, "--reason", "insulation checked"];
+        let refused = eventually(
+            "the clear refused while it holds",
+            STEP,
+            async || match ringhub(&clear, &endpoints).await {
+                Err(e) if e.contains("still holds, as cab-b reports it") => Ok(e),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
+        assert!(refused.contains("isolation monitor"), "{refused}");
+        act(&world, Action::ClearFault { id: isolation }).await;
+        let cleared = eventually("the clear committed", STEP, async || {
+            ringhub(&clear, &endpoints).await
+        })
+        .await;
+        assert!(cleared.contains("cleared by"), "{cleared}");
+
+        // A silent PLC clears by its rule: the leader clears it once cab-c has reported
+        // it gone for the whole 3 s hold, and says so.
+        let silence = inject(&world, FaultKind::PlcSilence, 4, "").await;
+        latch_of("PLC_SILENT").await;
+        act(&world, Action::ClearFault { id: silence }).await;
+        let repaired = common::csms::unix_now();
+        let latch = eventually("PLC_SILENT cleared by rule", STEP, async || {
+            let latch = latch_of("PLC_SILENT").await;
+            if latch["status"] == "cleared" {
+                Ok(latch)
+            } else {
+                Err(format!("{latch}"))
+            }
+        })
+        .await;
+        let cleared_by = latch["cleared_by"].as_str().unwrap_or_default();
+        let reason = latch["clear_reason"].as_str().unwrap_or_default();
+        assert!(cleared_by.starts_with("rule (cab-"), "{latch}");
+        assert!(
+            reason.starts_with("cab-c has not seen PLC_SILENT on segment 4 for"),
+            "{latch}"
+        );
+        let cleared_s = latch["cleared_unix_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        assert!(
+            cleared_s >= repaired + 2.5,
+            "cleared {:.1} s after the repair: within the hold",
+            cleared_s - repaired
+        );
         assert_no_violations(&world).await;
     })
     .await;

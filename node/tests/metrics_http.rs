@@ -93,6 +93,7 @@ fn snapshot(contactor_operations: u64) -> SegmentSnapshot {
             faults: ModuleFaults::default(),
             out_of_service: false,
         }],
+        conditions: Vec::new(),
         faults: vec![
             fault(FaultCode::ModuleOvertemp, "module 2"),
             fault(FaultCode::ModuleOvertemp, "module 3"),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use prost::Message;
 use ringhub_node::connector::snapshot::{
-    ConnectorStatus, ContactorView, FaultCode, GunSnapshot, IdToken, LocalFault, MeterView,
-    ModuleSnapshot, SegmentSnapshot, SessionPhase,
+    ConnectorStatus, ContactorView, FaultCode, FaultCondition, GunSnapshot, IdToken, LocalFault,
+    MeterView, ModuleSnapshot, SegmentSnapshot, SessionPhase,
 };
 use ringhub_node::publish::{Catalog, Origin, Publisher, new_boot_id, unix_ms, zenoh_config};
 use ringhub_proto::can::ModuleAddress;
@@ -108,6 +108,15 @@ fn snapshot(faults: Vec<LocalFault>) -> SegmentSnapshot {
             faults: ModuleFaults::default(),
             out_of_service: false,
         }],
+        conditions: faults
+            .iter()
+            .map(|f| FaultCondition {
+                code: f.code,
+                subject: f.subject.clone(),
+                holds: true,
+                why: f.detail.clone(),
+            })
+            .collect(),
         faults,
         contactor_operations: 4,
     }
@@ -134,6 +143,7 @@ const SEG_KEY: &str = "ringhub/demo/seg/1/state";
 const GUN_KEY: &str = "ringhub/demo/gun/1/session";
 const MODULE_KEY: &str = "ringhub/demo/module/2/state";
 const FAULT_KEY: &str = "ringhub/demo/fault/1-lock-failure-gun-1";
+const CONDITIONS_KEY: &str = "ringhub/demo/node/cab-a/conditions";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_decodes_every_publication() {
@@ -204,7 +214,7 @@ async fn a_subscriber_decodes_every_publication() {
         loop {
             publisher.publish(&healthy).await.expect("publish");
             collect(&subscriber, &mut seen).await;
-            if [SEG_KEY, GUN_KEY, MODULE_KEY]
+            if [SEG_KEY, GUN_KEY, MODULE_KEY, CONDITIONS_KEY]
                 .iter()
                 .all(|k| seen.latest.contains_key(*k))
             {
@@ -226,6 +236,12 @@ async fn a_subscriber_decodes_every_publication() {
         }
     })
     .await;
+
+    // The last publication was healthy: the node's conditions say so.
+    let conditions = v1::FaultConditions::decode(seen.latest[CONDITIONS_KEY].as_slice())
+        .expect("FaultConditions");
+    assert_eq!(conditions.header.expect("header").node_id, "cab-a");
+    assert_eq!(conditions.conditions, []);
 
     let seg = v1::SegmentState::decode(seen.latest[SEG_KEY].as_slice()).expect("SegmentState");
     let header = seg.header.clone().expect("header");

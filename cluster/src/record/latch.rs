@@ -94,6 +94,17 @@ impl Evidence {
     }
 }
 
+/// How many times a latch of one code on one subject may be cleared by its rule within
+/// [`RETRY_WINDOW_MS`]: raised again after that, it needs an operator (a fault that keeps
+/// coming back is not one to retry for ever).
+pub const RETRY_CAP: usize = 3;
+
+/// The window of [`RETRY_CAP`]: one hour, Unix ms.
+pub const RETRY_WINDOW_MS: u64 = 3_600_000;
+
+/// The evidence key that says a latch needs an operator because it came back too often.
+pub const RULE_CLEARS_EVIDENCE: &str = "rule_clears_last_hour";
+
 /// Who clears a latch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Clearer {
@@ -104,10 +115,14 @@ pub enum Clearer {
         /// Why it is safe now.
         reason: String,
     },
-    /// The latch's own rule, as judged by `node`.
+    /// The latch's own rule, as judged by `node` (the leader, from live telemetry).
     Rule {
         /// The node that judged it.
         node: CabinetId,
+        /// What it judged: the condition and how long it had been gone (empty in clears
+        /// recorded before the leader judged them).
+        #[serde(default)]
+        reason: String,
     },
 }
 

@@ -40,7 +40,8 @@ use ringhub_proto::config::{CabinetId, ModuleId, SegmentId};
 use serde::{Deserialize, Serialize};
 
 pub use latch::{
-    ClearError, ClearRule, Clearer, Evidence, Latch, LatchId, LatchSpec, LatchStatus, Severity,
+    ClearError, ClearRule, Clearer, Evidence, Latch, LatchId, LatchSpec, LatchStatus, RETRY_CAP,
+    RETRY_WINDOW_MS, RULE_CLEARS_EVIDENCE, Severity,
 };
 pub use plan::{Epoch, Island, Plan, PlanError};
 pub use topology::{
@@ -434,7 +435,7 @@ impl HubRecord {
         );
         let latch = Latch {
             id,
-            spec: spec.clone(),
+            spec: self.capped(spec),
             plan_epoch: self.epoch(),
             status: LatchStatus::Active,
             repeat_count: 0,
@@ -442,5 +443,39 @@ impl HubRecord {
         };
         self.state.latches.insert(id, latch);
         Applied::Latched { id, new: true }
+    }
+
+    /// `spec`, or, when its rule already cleared [`RETRY_CAP`] latches of its code and
+    /// subject within [`RETRY_WINDOW_MS`] before it was raised, `spec` made operator-only
+    /// with the count as evidence. Judged from the record alone, so every node agrees.
+    fn capped(&self, spec: &LatchSpec) -> LatchSpec {
+        let mut spec = spec.clone();
+        if spec.clear_rule == ClearRule::Operator {
+            return spec;
+        }
+        let since = spec.raised_unix_ms.saturating_sub(RETRY_WINDOW_MS);
+        let clears = self
+            .state
+            .latches
+            .values()
+            .filter(|l| l.spec.code == spec.code && l.spec.subject == spec.subject)
+            .filter(|l| {
+                matches!(&l.status, LatchStatus::Cleared { by: Clearer::Rule { .. }, at_unix_ms }
+                    if *at_unix_ms >= since)
+            })
+            .count();
+        if clears >= RETRY_CAP {
+            spec.clear_rule = ClearRule::Operator;
+            spec.evidence.push(Evidence {
+                key: RULE_CLEARS_EVIDENCE.into(),
+                value: i64::try_from(clears).unwrap_or(i64::MAX),
+                unit: String::new(),
+            });
+            spec.detail = format!(
+                "{} (cleared by its rule {clears} times in the last hour: an operator must clear it now)",
+                spec.detail
+            );
+        }
+        spec
     }
 }

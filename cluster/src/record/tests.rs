@@ -459,7 +459,10 @@ fn s6_latches_are_counted_cleared_by_their_rule_and_never_lost() {
             },
         )
     };
-    let rule = Clearer::Rule { node: cab("cab-a") };
+    let rule = Clearer::Rule {
+        node: cab("cab-a"),
+        reason: "gone".into(),
+    };
     let operator = |reason: &str| Clearer::Operator {
         name: "ops".into(),
         reason: reason.into(),
@@ -510,6 +513,77 @@ fn s6_latches_are_counted_cleared_by_their_rule_and_never_lost() {
         record.apply(&clear(11, 4, rule)),
         Outcome::Applied(Applied::Cleared(LatchId(4)))
     );
+}
+
+#[test]
+fn a_fault_its_rule_cleared_too_often_within_the_hour_needs_an_operator() {
+    let mut record = record();
+    let silent = |at: u64| LatchSpec {
+        code: "PLC_SILENT".into(),
+        severity: Severity::Error,
+        clear_rule: ClearRule::ConditionGone { hold_ms: 3_000 },
+        ..weld("segment 1", at)
+    };
+    let rule = Clearer::Rule {
+        node: cab("cab-b"),
+        reason: "not seen for 3 s".into(),
+    };
+    let hour = RETRY_WINDOW_MS;
+    let mut serial = 0;
+    let mut cycle = |record: &mut HubRecord, at: u64| {
+        serial += 2;
+        let Outcome::Applied(Applied::Latched { id, new: true }) =
+            record.apply(&request("cab-a/1", serial, Command::RaiseLatch(silent(at))))
+        else {
+            panic!("a new latch at {at}");
+        };
+        let cleared = record.apply(&request(
+            "cab-a/1",
+            serial + 1,
+            Command::ClearLatch {
+                id,
+                by: rule.clone(),
+                at_unix_ms: at + 5_000,
+            },
+        ));
+        (id, cleared)
+    };
+    // Cleared by its rule RETRY_CAP times within the hour: each a retry.
+    for n in 0..RETRY_CAP as u64 {
+        let (_, cleared) = cycle(&mut record, 10 * hour + n * 60_000);
+        assert!(matches!(cleared, Outcome::Applied(Applied::Cleared(_))));
+    }
+    // Once more within the hour: the rule may not clear it; it says why.
+    let (id, cleared) = cycle(&mut record, 10 * hour + 30 * 60_000);
+    assert!(matches!(
+        refused(cleared),
+        Rejection::Clear(ClearError::NeedsOperator { .. })
+    ));
+    let latch = &record.latches()[&id];
+    assert_eq!(latch.spec.clear_rule, ClearRule::Operator);
+    let evidence = latch.spec.evidence.last().expect("evidence");
+    assert_eq!(
+        (evidence.key.as_str(), evidence.value),
+        (RULE_CLEARS_EVIDENCE, RETRY_CAP as i64)
+    );
+    assert!(latch.spec.detail.contains("an operator must clear it"));
+    // An operator clears it; the next one, more than an hour after the first clears,
+    // retries by its rule again.
+    let operator = Clearer::Operator {
+        name: "ops".into(),
+        reason: "PLC board replaced".into(),
+    };
+    let command = Command::ClearLatch {
+        id,
+        by: operator,
+        at_unix_ms: 11 * hour,
+    };
+    assert!(matches!(
+        record.apply(&request("ops", 1, command)),
+        Outcome::Applied(_)
+    ));
+    let (_, cleared) = cycle(&mut record, 11 * hour + 30 * 60_000);
+    assert!(matches!(cleared, Outcome::Applied(Applied::Cleared(_))));
 }
 
 #[test]
@@ -693,7 +767,10 @@ fn command(step: &Step, record: &HubRecord) -> Option<Command> {
                     reason: "checked".into(),
                 }
             } else {
-                Clearer::Rule { node: cab("cab-a") }
+                Clearer::Rule {
+                    node: cab("cab-a"),
+                    reason: "gone".into(),
+                }
             },
             at_unix_ms: 9,
         },

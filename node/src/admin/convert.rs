@@ -22,10 +22,11 @@ pub fn fault(latch: &Latch, topology: &Topology) -> v1::Fault {
         LatchStatus::Cleared { by, at_unix_ms } => {
             let (who, why) = match by {
                 Clearer::Operator { name, reason } => (name.clone(), reason.clone()),
-                Clearer::Rule { node } => (
+                Clearer::Rule { node, reason } if reason.is_empty() => (
                     "rule".to_owned(),
                     format!("the condition went away, as {node} judged it"),
                 ),
+                Clearer::Rule { node, reason } => (format!("rule ({node})"), reason.clone()),
             };
             (v1::FaultStatus::Cleared, Some(*at_unix_ms), who, why)
         }
@@ -66,8 +67,8 @@ pub fn severity(severity: Severity) -> v1::FaultSeverity {
 }
 
 /// The scope a controller's subject names: `segment 1`, `segment 1 gc`, `segment 1 mn`,
-/// `segment 1 mc0` (the segment's first module's contactor), `gun 2`, `module 3`;
-/// anything else is unspecified, with the subject as the id.
+/// `segment 1 mc0` (the segment's first module's contactor), `gun 2`, `module 3`,
+/// `cabinet cab-b`; anything else is unspecified, with the subject as the id.
 pub fn scope(subject: &str, topology: &Topology) -> (v1::FaultScope, String) {
     let words: Vec<&str> = subject.split(' ').collect();
     let segment = |id: &str| id.parse::<u16>().ok().map(SegmentId);
@@ -91,6 +92,7 @@ pub fn scope(subject: &str, topology: &Topology) -> (v1::FaultScope, String) {
         }
         ["gun", id] if id.parse::<u16>().is_ok() => (v1::FaultScope::Gun, (*id).to_owned()),
         ["module", id] if id.parse::<u16>().is_ok() => (v1::FaultScope::Module, (*id).to_owned()),
+        ["cabinet", id] => (v1::FaultScope::Cabinet, (*id).to_owned()),
         _ => (v1::FaultScope::Unspecified, subject.to_owned()),
     }
 }
@@ -223,6 +225,7 @@ mod tests {
             ),
             ("gun 4", v1::FaultScope::Gun, "4"),
             ("module 11", v1::FaultScope::Module, "11"),
+            ("cabinet cab-b", v1::FaultScope::Cabinet, "cab-b"),
             ("the hub", v1::FaultScope::Unspecified, "the hub"),
         ];
         for (subject, want, id) in cases {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
+use ringhub_cluster::conditions::Condition;
 use ringhub_cluster::network::WriteError;
 use ringhub_cluster::record::{
     ClearError, Clearer, ClientId, Command, LatchId, LatchStatus, Outcome, Rejection, Request,
@@ -261,6 +262,9 @@ impl Server {
             );
         }
         let id = LatchId(clear.fault_id);
+        if let Some(why) = self.still_holds(id) {
+            return error(v1::AdminErrorCode::Refused, why);
+        }
         let mut writer = self.writer.lock().await;
         writer.serial += 1;
         let request = Request {
@@ -312,6 +316,28 @@ impl Server {
                 v1::AdminErrorCode::Timeout,
                 format!("{e}; it may still commit: list the faults to see"),
             ),
+        }
+    }
+}
+
+impl Server {
+    /// Why latch `id` may not be cleared now: the node that raised it reports that what
+    /// tripped it is still there. A node not heard from does not refuse it: its
+    /// controller judges the clear again when it hears of it.
+    fn still_holds(&self, id: LatchId) -> Option<String> {
+        let (node, code, subject) = self.cluster.record().read(|record| {
+            let spec = &record.latches().get(&id)?.spec;
+            Some((
+                spec.raised_by.clone(),
+                spec.code.clone(),
+                spec.subject.clone(),
+            ))
+        })?;
+        match self.cluster.condition(&node, &code, &subject) {
+            Condition::Holds(why) => Some(format!(
+                "{id} ({code} on {subject}) still holds, as {node} reports it: {why}"
+            )),
+            Condition::Gone { .. } | Condition::Unknown => None,
         }
     }
 }

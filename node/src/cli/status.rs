@@ -295,6 +295,8 @@ struct FaultView {
     status: String,
     cleared_by: String,
     clear_reason: String,
+    /// When it was cleared; absent while active.
+    cleared_unix_ms: Option<u64>,
     plan_epoch: u64,
     repeat_count: u32,
 }
@@ -334,6 +336,7 @@ fn fault_view(fault: &v1::Fault) -> FaultView {
         status: name(fault.status().as_str_name(), "FAULT_STATUS_"),
         cleared_by: fault.cleared_by.clone(),
         clear_reason: fault.clear_reason.clone(),
+        cleared_unix_ms: fault.cleared_unix_ms,
         plan_epoch: fault.plan_epoch,
         repeat_count: fault.repeat_count,
     }

@@ -22,7 +22,7 @@ use super::island::{HostSetpoint, IslandPart};
 use super::meter::MeterValidator;
 use super::modules::ModuleTracker;
 use super::session::GunSession;
-use super::snapshot::{ContactorView, FaultCode, LocalFault, SegmentSnapshot};
+use super::snapshot::{ContactorView, FaultCode, FaultCondition, LocalFault, SegmentSnapshot};
 use super::{AuthDecision, Command, CommandError, ConnectorEvent, SegmentSetup};
 
 /// Lowest output voltage the modules regulate, offered to the EV.
@@ -357,31 +357,8 @@ impl SegmentController {
         if subjects.is_empty() {
             return Err(CommandError::NotActive(code));
         }
-        if code == FaultCode::ContactorWelded
-            && let Some(feedback) = self.plc.feedback
-        {
-            let stuck = [Which::Gun, Which::Tie]
-                .into_iter()
-                .chain((0..self.modules.len()).map(Which::Module))
-                .filter(|&w| bit(feedback.closed, w) && !self.relays.wanted(w))
-                .count();
-            if stuck > 0 {
-                return Err(CommandError::ConditionHolds {
-                    code,
-                    why: "feedback still shows a contactor closed that was commanded open".into(),
-                });
-            }
-        }
-        if code == FaultCode::IsolationFault
-            && self
-                .plc
-                .info
-                .is_some_and(|i| i.isolation == IsolationState::Fault)
-        {
-            return Err(CommandError::ConditionHolds {
-                code,
-                why: "the isolation monitor still reports a fault".into(),
-            });
+        if let Some(why) = self.still_holds(code) {
+            return Err(CommandError::ConditionHolds { code, why });
         }
         for subject in subjects {
             self.faults.clear(code, &subject);
@@ -390,6 +367,53 @@ impl SegmentController {
             self.out_of_service = false;
         }
         Ok(())
+    }
+
+    /// Why an operator may not clear `code` yet: what tripped it is still there. Only
+    /// the faults an operator clears are judged here; the others clear by themselves
+    /// once their condition is gone.
+    fn still_holds(&self, code: FaultCode) -> Option<String> {
+        match code {
+            FaultCode::ContactorWelded => {
+                let feedback = self.plc.feedback?;
+                let stuck = [Which::Gun, Which::Tie]
+                    .into_iter()
+                    .chain((0..self.modules.len()).map(Which::Module))
+                    .any(|w| bit(feedback.closed, w) && !self.relays.wanted(w));
+                stuck.then(|| {
+                    "feedback still shows a contactor closed that was commanded open".into()
+                })
+            }
+            FaultCode::IsolationFault => self
+                .plc
+                .info
+                .is_some_and(|i| i.isolation == IsolationState::Fault)
+                .then(|| "the isolation monitor still reports a fault".into()),
+            _ => None,
+        }
+    }
+
+    /// Each active fault and whether its condition holds: a fault cleared by its rule
+    /// is active exactly while it holds; one that needs an operator holds while
+    /// [`Self::still_holds`] says so.
+    fn conditions(&self) -> Vec<FaultCondition> {
+        self.faults
+            .active()
+            .iter()
+            .map(|fault| {
+                let why = if fault.code.needs_operator() {
+                    self.still_holds(fault.code)
+                } else {
+                    Some(fault.detail.clone())
+                };
+                FaultCondition {
+                    code: fault.code,
+                    subject: fault.subject.clone(),
+                    holds: why.is_some(),
+                    why: why.unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     /// The fast tick: supervision, the session, and periodic frames.
@@ -810,6 +834,7 @@ impl SegmentController {
             gun: self.gun.as_ref().map(|g| self.gun_snapshot(g, now)),
             modules: self.modules.iter().map(|m| m.snapshot(now)).collect(),
             faults: self.faults.active().to_vec(),
+            conditions: self.conditions(),
             contactor_operations: self.relays.operations,
         }
     }

@@ -42,6 +42,8 @@ pub struct SegmentSnapshot {
     pub modules: Vec<ModuleSnapshot>,
     /// Active local faults of this segment, its gun and its modules.
     pub faults: Vec<LocalFault>,
+    /// Whether each active fault's condition still holds.
+    pub conditions: Vec<FaultCondition>,
     /// Contactor operations (close or open commands) since start.
     pub contactor_operations: u64,
 }
@@ -317,6 +319,20 @@ impl fmt::Display for FaultCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Whether an active fault's condition still holds: what the leader judges clear rules
+/// on, and what refuses an operator's clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultCondition {
+    /// The fault's code.
+    pub code: FaultCode,
+    /// Its subject, as the fault's.
+    pub subject: String,
+    /// Whether what tripped it is still there.
+    pub holds: bool,
+    /// Why it holds; empty when it does not.
+    pub why: String,
 }
 
 /// A fault raised by a controller.

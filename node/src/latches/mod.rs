@@ -1,6 +1,6 @@
-//! Latched faults through the Raft log (issue 7, S6): the faults the controllers raise and
-//! clear become latches in the replicated hub record, so that no crash, restart, leader
-//! change or partition loses one.
+//! Latched faults through the Raft log (issue 7, S6): the faults the controllers raise
+//! become latches in the replicated hub record, so that no crash, restart, leader change
+//! or partition loses one.
 //!
 //! ```text
 //!  control task ──LatchChange (mpsc)──► latch task: store it (redb, fsync)
@@ -11,9 +11,10 @@
 //! - Each change is stored before it is sent and deleted once committed: a node killed
 //!   in between sends it again on its next start (see [`outbox`] for why that applies
 //!   once).
-//! - A clear by rule is sent when the controller's own rule cleared the fault (its
-//!   condition went away); a latch that needs an operator (S9 welds, S4 emergency opens,
-//!   isolation faults) is refused such a clear by the record and stays.
+//! - Clears are not sent from here: the leader clears a latch by its rule once this
+//!   node's published conditions (`node/<node>/conditions`) have shown it gone for its
+//!   hold (`ringhub_cluster::clearing`), and an operator clears the others. A clear by
+//!   rule still stored from before the leader judged them goes out as it was.
 //! - At start, the latches the record holds for this node's segments that need an
 //!   operator are put back into the controllers ([`restore`]), so that a restart does not
 //!   forget a weld and close the contactor again.
@@ -44,20 +45,8 @@ pub fn classify(code: FaultCode) -> (Severity, ClearRule) {
         })
 }
 
-/// The change that carries a controller's fault event into the record.
-pub fn change_of(
-    fault: &LocalFault,
-    raised: bool,
-    node: &CabinetId,
-    now_unix_ms: u64,
-) -> LatchChange {
-    if !raised {
-        return LatchChange::Clear {
-            code: fault.code.as_str().to_owned(),
-            subject: fault.subject.clone(),
-            at_unix_ms: now_unix_ms,
-        };
-    }
+/// The change that latches a fault a controller raised.
+pub fn raise_of(fault: &LocalFault, node: &CabinetId, now_unix_ms: u64) -> LatchChange {
     let (severity, clear_rule) = classify(fault.code);
     LatchChange::Raise(LatchSpec {
         evidence: fault.evidence.clone(),
@@ -146,7 +135,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next_seq = pending.last().map_or(1, |(seq, _)| seq + 1);
-    let mut outbox = Outbox::new(node.clone(), ClientId(format!("{node}/{boot_id:016x}")));
+    let mut outbox = Outbox::new(ClientId(format!("{node}/{boot_id:016x}")));
     if !pending.is_empty() {
         tracing::info!(
             count = pending.len(),
@@ -180,7 +169,7 @@ pub async fn run(
                 match result {
                     Ok(outcome) => {
                         report(&outcome);
-                        if let Some(seq) = outbox.handle_outcome(&outcome) {
+                        if let Some(seq) = outbox.handle_answer() {
                             forget(&store, seq).await;
                         }
                     }
@@ -300,7 +289,7 @@ mod tests {
     }
 
     fn raise(record: &mut HubRecord, serial: u64, node: &str, code: FaultCode, subject: &str) {
-        let LatchChange::Raise(spec) = change_of(&fault(code, subject), true, &cab(node), 1) else {
+        let LatchChange::Raise(spec) = raise_of(&fault(code, subject), &cab(node), 1) else {
             panic!("a raise");
         };
         apply(record, serial, Command::RaiseLatch(spec));
@@ -336,7 +325,7 @@ mod tests {
             )],
             ..fault(FaultCode::OpenUnderLoad, "segment 1 mn")
         };
-        let LatchChange::Raise(spec) = change_of(&tripped, true, &cab("cab-a"), 1) else {
+        let LatchChange::Raise(spec) = raise_of(&tripped, &cab("cab-a"), 1) else {
             panic!("a raise")
         };
         apply(&mut record, 1, Command::RaiseLatch(spec));
@@ -372,9 +361,8 @@ mod tests {
         );
         let pending = [(
             9,
-            change_of(
+            raise_of(
                 &fault(FaultCode::OpenUnderLoad, "segment 1 gc"),
-                true,
                 &cab("cab-a"),
                 5,
             ),

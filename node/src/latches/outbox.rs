@@ -1,28 +1,28 @@
-//! The latch outbox: the faults a node's controllers raised and cleared, on their way into
-//! the Raft log, one at a time and in order. Pure: the shell persists each change before
-//! it is pushed here, sends what [`Outbox::poll`] returns, and reports the outcome.
+//! The latch outbox: the faults a node's controllers raised, on their way into the Raft
+//! log, one at a time and in order. Pure: the shell persists each change before it is
+//! pushed here, sends what [`Outbox::poll`] returns, and reports the outcome.
 //!
-//! - **In order**: a clear never overtakes the raise it clears.
 //! - **Retried with the same number**: a write that failed (no leader, a lost answer) is
 //!   sent again under the same client serial, so the record applies it once.
 //! - **Nothing twice**: a raise whose latch the record already holds active (sent by a
 //!   previous run, or restored into a controller from the record) is forgotten instead of
-//!   sent, and a clear with nothing active to clear is forgotten too.
+//!   sent.
+//! - **No clears**: the leader clears latches by their rule (`ringhub_cluster::clearing`).
+//!   A clear stored by a node from before that is forgotten: sending it would skip the
+//!   rule's hold.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ringhub_cluster::record::{
-    Applied, Clearer, ClientId, Command, HubRecord, LatchId, LatchSpec, Outcome, Request,
-};
-use ringhub_proto::config::CabinetId;
+use ringhub_cluster::record::{ClientId, Command, HubRecord, LatchId, LatchSpec, Request};
 
 /// What a controller did to one of its faults, as it must reach the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LatchChange {
     /// Latch this fault.
     Raise(LatchSpec),
-    /// The fault's condition is gone: clear its latch by its rule.
+    /// The fault's condition was gone. Only a node from before the leader judged the
+    /// clear rules stored these; they are read back, and forgotten.
     Clear {
         /// Its code.
         code: String,
@@ -49,7 +49,7 @@ pub type ChangeSeq = u64;
 /// What the shell should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Write this request to the record, then call [`Outbox::handle_outcome`] or
+    /// Write this request to the record, then call [`Outbox::handle_answer`] or
     /// [`Outbox::handle_failure`].
     Send(Request),
     /// The change needs no write (see the module docs): delete it from the store.
@@ -64,8 +64,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// See the module docs.
 #[derive(Debug)]
 pub struct Outbox {
-    /// This node, for clears by rule.
-    node: CabinetId,
     /// This run's client name in the record.
     client: ClientId,
     /// The serial of the last request handed out.
@@ -80,16 +78,12 @@ pub struct Outbox {
     retry_at: Option<Instant>,
     /// The next wait after a failure.
     backoff: Duration,
-    /// Latches this run raised, by code and subject, for clears the local record has
-    /// not caught up with yet.
-    raised: BTreeMap<(String, String), LatchId>,
 }
 
 impl Outbox {
-    /// An empty outbox of `node`, sending as `client` (new on every start).
-    pub fn new(node: CabinetId, client: ClientId) -> Self {
+    /// An empty outbox sending as `client` (new on every start).
+    pub fn new(client: ClientId) -> Self {
         Self {
-            node,
             client,
             serial: 0,
             queue: VecDeque::new(),
@@ -97,7 +91,6 @@ impl Outbox {
             awaiting: false,
             retry_at: None,
             backoff: FIRST_BACKOFF,
-            raised: BTreeMap::new(),
         }
     }
 
@@ -140,26 +133,7 @@ impl Outbox {
                 }
                 Command::RaiseLatch(spec.clone())
             }
-            LatchChange::Clear {
-                code,
-                subject,
-                at_unix_ms,
-            } => {
-                let known = self.raised.get(&(code.clone(), subject.clone())).copied();
-                let active = known
-                    .filter(|id| record.latches().get(id).is_none_or(|l| l.is_active()))
-                    .or_else(|| active_latch(record, code, subject));
-                let Some(id) = active else {
-                    return self.forget_head();
-                };
-                Command::ClearLatch {
-                    id,
-                    by: Clearer::Rule {
-                        node: self.node.clone(),
-                    },
-                    at_unix_ms: *at_unix_ms,
-                }
-            }
+            LatchChange::Clear { .. } => return self.forget_head(),
         };
         self.serial += 1;
         let request = Request {
@@ -175,26 +149,14 @@ impl Outbox {
     /// The record answered the in-flight request: the head is done; returns its number,
     /// to delete from the store. A refusal is final (the record would refuse a retry
     /// alike), so it is done too; the shell logs it.
-    pub fn handle_outcome(&mut self, outcome: &Outcome) -> Option<ChangeSeq> {
+    pub fn handle_answer(&mut self) -> Option<ChangeSeq> {
         if !self.awaiting {
             return None;
         }
         self.awaiting = false;
         self.in_flight = None;
         self.backoff = FIRST_BACKOFF;
-        let (seq, change) = self.queue.pop_front()?;
-        let key = change.key();
-        let key = (key.0.to_owned(), key.1.to_owned());
-        match (outcome, change) {
-            (Outcome::Applied(Applied::Latched { id, .. }), LatchChange::Raise(_)) => {
-                self.raised.insert(key, *id);
-            }
-            (_, LatchChange::Clear { .. }) => {
-                self.raised.remove(&key);
-            }
-            _ => {}
-        }
-        Some(seq)
+        self.queue.pop_front().map(|(seq, _)| seq)
     }
 
     /// The write failed without an answer: the same request goes again after a backoff.
@@ -222,8 +184,8 @@ fn active_latch(record: &HubRecord, code: &str, subject: &str) -> Option<LatchId
 
 #[cfg(test)]
 mod tests {
-    use ringhub_cluster::record::{ClearRule, Severity, Topology};
-    use ringhub_proto::config::HubConfig;
+    use ringhub_cluster::record::{ClearRule, Outcome, Severity, Topology};
+    use ringhub_proto::config::{CabinetId, HubConfig};
 
     use super::*;
 
@@ -249,7 +211,7 @@ mod tests {
     }
 
     fn outbox() -> Outbox {
-        Outbox::new(cab("cab-a"), ClientId("cab-a/boot-1".into()))
+        Outbox::new(ClientId("cab-a/boot-1".into()))
     }
 
     /// Sends the head, applies it to `record` as the leader would, and answers.
@@ -258,32 +220,32 @@ mod tests {
             panic!("expected a request");
         };
         let outcome = record.apply(&request);
-        outbox.handle_outcome(&outcome).expect("a change was done");
+        outbox.handle_answer().expect("a change was done");
         (request, outcome)
     }
 
-    fn clear(code: &str, subject: &str) -> LatchChange {
-        LatchChange::Clear {
-            code: code.into(),
-            subject: subject.into(),
-            at_unix_ms: 2_000,
-        }
-    }
-
     #[test]
-    fn a_raise_then_its_clear_go_in_order_with_increasing_serials() {
+    fn a_clear_stored_by_an_older_node_is_forgotten_for_the_leader_to_judge() {
         let (mut record, now) = (record(), Instant::now());
         let mut outbox = outbox();
-        let rule = ClearRule::ConditionGone { hold_ms: 0 };
+        let rule = ClearRule::ConditionGone { hold_ms: 3_000 };
         outbox.push(1, LatchChange::Raise(spec("PLC_SILENT", "segment 0", rule)));
-        outbox.push(2, clear("PLC_SILENT", "segment 0"));
+        outbox.push(
+            2,
+            LatchChange::Clear {
+                code: "PLC_SILENT".into(),
+                subject: "segment 0".into(),
+                at_unix_ms: 2_000,
+            },
+        );
         let (raise, _) = commit(&mut outbox, &mut record, now);
         assert_eq!(raise.serial, 1);
-        assert_eq!(record.active_latches().count(), 1);
-        let (clear, outcome) = commit(&mut outbox, &mut record, now);
-        assert_eq!(clear.serial, 2);
-        assert!(matches!(outcome, Outcome::Applied(Applied::Cleared(_))));
-        assert_eq!(record.active_latches().count(), 0);
+        assert_eq!(outbox.poll(now, &record), Some(Action::Forget(2)));
+        assert_eq!(
+            record.active_latches().count(),
+            1,
+            "the hold is the leader's"
+        );
         assert!(outbox.is_empty());
         assert_eq!(outbox.poll(now, &record), None);
     }
@@ -311,7 +273,7 @@ mod tests {
         // The first attempt had in fact committed: the retry gets the same answer.
         let outcome = record.apply(&first);
         assert_eq!(record.apply(&again), outcome);
-        assert_eq!(outbox.handle_outcome(&outcome), Some(7));
+        assert_eq!(outbox.handle_answer(), Some(7));
         assert_eq!(record.latches().len(), 1);
     }
 
@@ -342,7 +304,7 @@ mod tests {
         let (mut record, now) = (record(), Instant::now());
         let rule = ClearRule::Operator;
         // A previous run committed it, then died before deleting its stored copy.
-        let mut before = Outbox::new(cab("cab-a"), ClientId("cab-a/boot-0".into()));
+        let mut before = Outbox::new(ClientId("cab-a/boot-0".into()));
         before.push(
             1,
             LatchChange::Raise(spec("CONTACTOR_WELDED", "segment 0 gc", rule)),
@@ -356,55 +318,5 @@ mod tests {
         assert_eq!(outbox.poll(now, &record), Some(Action::Forget(1)));
         let latch = record.active_latches().next().expect("one latch");
         assert_eq!(latch.repeat_count, 0, "not counted again");
-    }
-
-    #[test]
-    fn a_clear_with_nothing_active_is_forgotten() {
-        let (record, now) = (record(), Instant::now());
-        let mut outbox = outbox();
-        outbox.push(3, clear("PLC_SILENT", "segment 0"));
-        assert_eq!(outbox.poll(now, &record), Some(Action::Forget(3)));
-        assert!(outbox.is_empty());
-    }
-
-    #[test]
-    fn a_clear_finds_its_latch_before_the_local_record_applied_the_raise() {
-        let (mut leader, now) = (record(), Instant::now());
-        let lagging = record();
-        let mut outbox = outbox();
-        let rule = ClearRule::ConditionGone { hold_ms: 0 };
-        outbox.push(1, LatchChange::Raise(spec("PLC_SILENT", "segment 0", rule)));
-        outbox.push(2, clear("PLC_SILENT", "segment 0"));
-        commit(&mut outbox, &mut leader, now);
-        let Some(Action::Send(request)) = outbox.poll(now, &lagging) else {
-            panic!("the clear is sent");
-        };
-        assert!(matches!(
-            request.command,
-            Command::ClearLatch { id: LatchId(1), .. }
-        ));
-    }
-
-    #[test]
-    fn a_refused_clear_is_done_and_the_latch_stays() {
-        let (mut record, now) = (record(), Instant::now());
-        let mut outbox = outbox();
-        outbox.push(
-            1,
-            LatchChange::Raise(spec(
-                "CONTACTOR_WELDED",
-                "segment 0 gc",
-                ClearRule::Operator,
-            )),
-        );
-        outbox.push(2, clear("CONTACTOR_WELDED", "segment 0 gc"));
-        commit(&mut outbox, &mut record, now);
-        let (_, outcome) = commit(&mut outbox, &mut record, now);
-        assert!(
-            matches!(outcome, Outcome::Rejected(_)),
-            "S9: only an operator"
-        );
-        assert_eq!(record.active_latches().count(), 1);
-        assert!(outbox.is_empty());
     }
 }

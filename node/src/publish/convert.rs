@@ -23,8 +23,8 @@ use ringhub_proto::units::{Amps, Celsius, KilowattHours, Kilowatts, Volts};
 use ringhub_proto::v1;
 
 use crate::connector::snapshot::{
-    ConnectorStatus, ContactorView, FaultCode, GunSnapshot, IdToken, LocalFault, MeterView,
-    ModuleSnapshot, SegmentSnapshot, SessionPhase,
+    ConnectorStatus, ContactorView, FaultCode, FaultCondition, GunSnapshot, IdToken, LocalFault,
+    MeterView, ModuleSnapshot, SegmentSnapshot, SessionPhase,
 };
 
 /// Who publishes: what every [`v1::Header`] and [`v1::Fault`] says about the sender.
@@ -552,6 +552,16 @@ pub fn fault(segment: SegmentId, local: &LocalFault, origin: &Origin) -> v1::Fau
         plan_epoch: 0,
         repeat_count: 0,
         last_seen_unix_ms: None,
+    }
+}
+
+/// One entry of `node/<node>/conditions`.
+pub fn fault_condition(condition: &FaultCondition) -> v1::FaultCondition {
+    v1::FaultCondition {
+        code: condition.code.as_str().to_owned(),
+        subject: condition.subject.clone(),
+        holds: condition.holds,
+        why: condition.why.clone(),
     }
 }
 

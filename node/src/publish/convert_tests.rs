@@ -126,6 +126,12 @@ fn segment() -> SegmentSnapshot {
             detail: "feedback closed 200 ms after open".into(),
             raised_at: Duration::from_millis(1500),
         }],
+        conditions: vec![FaultCondition {
+            code: FaultCode::ContactorWelded,
+            subject: "module 3 mc".into(),
+            holds: true,
+            why: "feedback still shows a contactor closed that was commanded open".into(),
+        }],
         contactor_operations: 17,
     }
 }
@@ -566,4 +572,19 @@ fn catalog_from_the_demo_config() {
         assert_eq!(info.ocpp_charge_point_id, dispenser.ocpp_identity);
         assert_eq!(info.ocpp_connector_id, gun.connector.0);
     }
+}
+
+#[test]
+fn a_condition_goes_out_with_its_code_subject_and_why() {
+    let snap = segment();
+    let sent: Vec<v1::FaultCondition> = snap.conditions.iter().map(fault_condition).collect();
+    assert_eq!(
+        sent,
+        [v1::FaultCondition {
+            code: "CONTACTOR_WELDED".into(),
+            subject: "module 3 mc".into(),
+            holds: true,
+            why: "feedback still shows a contactor closed that was commanded open".into(),
+        }]
+    );
 }
