@@ -411,6 +411,11 @@ pub async fn transactions(hub: &Hub) -> Vec<Finding> {
         findings.push(Finding::new("transactions", format!("lost: {e}")));
     }
     let ledger = ledger(&hub.csms.lines());
+    eprintln!(
+        "  the CSMS saw {} transaction(s) started, {} StopTransaction(s)",
+        ledger.started.len(),
+        ledger.stopped.values().sum::<u32>()
+    );
     if ledger.started.is_empty() {
         findings.push(Finding::new(
             "transactions",
