@@ -38,7 +38,9 @@ use crate::epochs::{self, Report};
 use crate::islands::link::Outgoing;
 use crate::islands::{self, Part, Wire};
 use crate::latches::{self, ChangeSeq, LatchChange};
-use crate::ocpp::driver::{AuthResult, DriverReport, Drivers, FREE_ID_TAG, PreviousStop};
+use crate::ocpp::driver::{
+    AuthResult, DriverReport, Drivers, FREE_ID_TAG, PreviousStop, SiteFault,
+};
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
 use crate::store::{PendingToken, Store, StoreError};
@@ -310,6 +312,8 @@ struct Control {
     statuses: Vec<Option<ConnectorStatus>>,
     /// Per controller: the last fault raised and not cleared, for Faulted's error code.
     faults: Vec<Option<LocalFault>>,
+    /// The hub- or cabinet-wide latch the dispensers were last told of.
+    site_fault: Option<SiteFault>,
     /// This node's cabinet, for the latches it raises.
     node: CabinetId,
     /// The cluster member and what goes to it.
@@ -409,6 +413,7 @@ impl Control {
             drivers: None,
             statuses: vec![None; count],
             faults: vec![None; count],
+            site_fault: None,
             node: options.node.clone(),
             link,
             lease,
@@ -432,6 +437,23 @@ impl Control {
         self.keep_lease(now);
         self.apply_plan(now);
         self.follow_operator_clears(now);
+        self.follow_site_fault();
+    }
+
+    /// Tells the dispensers when a hub- or cabinet-wide latch starts or stops holding this
+    /// cabinet, for their connector 0.
+    fn follow_site_fault(&mut self) {
+        let Some(drivers) = &self.drivers else { return };
+        let fault = self.link.cluster.record().read(|record| {
+            latches::site_latch(record, &self.node).map(|l| SiteFault {
+                code: l.spec.code.clone(),
+                subject: l.spec.subject.clone(),
+            })
+        });
+        if fault != self.site_fault {
+            drivers.site_fault(fault.as_ref());
+            self.site_fault = fault;
+        }
     }
 
     /// Renews or loses the lease (S7), from the liveliness tokens and Raft's view.

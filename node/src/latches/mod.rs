@@ -24,8 +24,9 @@ mod outbox;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ringhub_cluster::faults::Scope;
 use ringhub_cluster::record::{
-    ClearError, ClearRule, ClientId, HubRecord, LatchSpec, LatchStatus, Outcome, Rejection,
+    ClearError, ClearRule, ClientId, HubRecord, Latch, LatchSpec, LatchStatus, Outcome, Rejection,
     Severity,
 };
 use ringhub_cluster::service::Cluster;
@@ -98,6 +99,19 @@ pub fn restore(
         }
     }
     faults
+}
+
+/// The active latch of `record` that holds the whole hub, or `node`'s whole cabinet
+/// (`CABINET_LOST` of `cabinet <node>`): what connector 0 of its dispensers reports.
+pub fn site_latch<'a>(record: &'a HubRecord, node: &CabinetId) -> Option<&'a Latch> {
+    let cabinet = format!("cabinet {node}");
+    record.active_latches().find(|l| {
+        match ringhub_cluster::faults::spec(&l.spec.code).map(|s| s.scope) {
+            Some(Scope::Hub) => true,
+            Some(Scope::Cabinet) => l.spec.subject == cabinet,
+            _ => false,
+        }
+    })
 }
 
 /// Whether `record` shows the latch of `code` on `subject` raised by `node` cleared by an
@@ -378,6 +392,32 @@ mod tests {
                 (FaultCode::ContactorWelded, "segment 0 gc"),
                 (FaultCode::OpenUnderLoad, "segment 1 gc"),
             ]
+        );
+    }
+
+    #[test]
+    fn only_a_latch_on_this_cabinet_or_the_hub_holds_its_dispensers() {
+        let mut record = HubRecord::new(Topology::from_config(&HubConfig::demo()));
+        let mut lost = |serial, subject: &str| {
+            let LatchChange::Raise(mut spec) =
+                raise_of(&fault(FaultCode::PlcSilent, subject), &cab("cab-a"), 1)
+            else {
+                panic!("a raise")
+            };
+            spec.code = "CABINET_LOST".into();
+            apply(&mut record, serial, Command::RaiseLatch(spec));
+        };
+        lost(1, "cabinet cab-b");
+        raise(&mut record, 2, "cab-a", FaultCode::PlcSilent, "segment 0");
+        assert_eq!(
+            site_latch(&record, &cab("cab-a")),
+            None,
+            "cab-b's, a segment's"
+        );
+        let held = site_latch(&record, &cab("cab-b")).expect("cab-b is held");
+        assert_eq!(
+            (held.spec.code.as_str(), held.spec.subject.as_str()),
+            ("CABINET_LOST", "cabinet cab-b")
         );
     }
 

@@ -45,8 +45,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::charge_point::{ChargePoint, Config};
 pub use super::dispenser::{
-    AuthResult, DriverCommand, DriverReport, FREE_ID_TAG, GunReading, PreviousStop, ocpp_status,
-    stop_reason,
+    AuthResult, DriverCommand, DriverReport, FREE_ID_TAG, GunReading, PreviousStop, SiteFault,
+    ocpp_status, stop_reason,
 };
 use super::dispenser::{Dispenser, watt_hours};
 use super::messages::charge_point::BootNotificationRequest;
@@ -226,6 +226,14 @@ impl Drivers {
             })
             .collect();
         self.readings.send_replace(readings);
+    }
+
+    /// Reports the hub- or cabinet-wide latch that holds this cabinet now, if any, to
+    /// every dispenser (each reports it on its connector 0 when it changes).
+    pub fn site_fault(&self, fault: Option<&SiteFault>) {
+        for g in &self.guns {
+            send(&g.commands, DriverCommand::SiteFault(fault.cloned()));
+        }
     }
 
     /// Reports `gun`'s status; a gun no driver serves is ignored.

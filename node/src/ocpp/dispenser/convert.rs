@@ -137,25 +137,30 @@ pub fn ocpp_status(
             StatusDetail::default(),
         );
     }
-    let Some(fault) = fault else {
-        return (
+    match fault {
+        Some(fault) => faulted(fault.code.as_str(), &fault.subject),
+        None => (
             status,
             ChargePointErrorCode::InternalError,
             StatusDetail::default(),
-        );
-    };
-    let detail = StatusDetail {
-        info: CiString::new(truncate(&fault.subject, 50)).ok(),
-        vendor_error_code: CiString::new(fault.code.as_str()).ok(),
-    };
-    (status, error_code(fault.code), detail)
+        ),
+    }
 }
 
-/// The ChargePointErrorCode (OCPP 1.6 §7.6) the fault catalog gives a node fault.
-fn error_code(code: FaultCode) -> ChargePointErrorCode {
-    ringhub_cluster::faults::spec(code.as_str())
+/// Faulted for the catalog's fault `code` on `subject`: the catalog's
+/// ChargePointErrorCode (OCPP 1.6 §7.6), the code as vendorErrorCode, the subject as info.
+pub(super) fn faulted(
+    code: &str,
+    subject: &str,
+) -> (ChargePointStatus, ChargePointErrorCode, StatusDetail) {
+    let error_code = ringhub_cluster::faults::spec(code)
         .and_then(|spec| serde_json::from_value(serde_json::json!(spec.ocpp_error)).ok())
-        .unwrap_or(ChargePointErrorCode::InternalError)
+        .unwrap_or(ChargePointErrorCode::InternalError);
+    let detail = StatusDetail {
+        info: CiString::new(truncate(subject, 50)).ok(),
+        vendor_error_code: CiString::new(truncate(code, 50)).ok(),
+    };
+    (ChargePointStatus::Faulted, error_code, detail)
 }
 
 /// At most `max` characters of `text`.
@@ -175,21 +180,35 @@ mod tests {
     use crate::connector::MeterView;
 
     #[test]
-    fn every_node_fault_has_a_catalog_entry_and_a_real_ocpp_error_code() {
+    fn every_catalog_fault_has_a_real_ocpp_error_code() {
         for code in FaultCode::ALL {
-            let spec = ringhub_cluster::faults::spec(code.as_str())
-                .unwrap_or_else(|| panic!("{code} is not in the fault catalog"));
+            assert!(
+                ringhub_cluster::faults::spec(code.as_str()).is_some(),
+                "{code} is not in the fault catalog"
+            );
+        }
+        for spec in ringhub_cluster::faults::CATALOG {
             let parsed: Result<ChargePointErrorCode, _> =
                 serde_json::from_value(serde_json::json!(spec.ocpp_error));
             assert!(
                 parsed.is_ok(),
-                "{code}: {} is not OCPP 1.6",
+                "{}: {} is not OCPP 1.6",
+                spec.code,
                 spec.ocpp_error
             );
         }
+        let (status, error_code, detail) = faulted("CABINET_LOST", "cabinet cab-b");
         assert_eq!(
-            error_code(FaultCode::IsolationFault),
-            ChargePointErrorCode::GroundFailure
+            (status, error_code),
+            (ChargePointStatus::Faulted, ChargePointErrorCode::OtherError)
+        );
+        assert_eq!(
+            detail.vendor_error_code.map(|c| c.to_string()),
+            Some("CABINET_LOST".into())
+        );
+        assert_eq!(
+            detail.info.map(|c| c.to_string()),
+            Some("cabinet cab-b".into())
         );
     }
 

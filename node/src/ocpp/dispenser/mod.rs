@@ -79,9 +79,11 @@
 //!   running session), and the answer is Scheduled (for connector 0: Scheduled if any gun
 //!   has one). A later change for the same gun replaces a held one. The change is stored
 //!   in the journal before the answer, and applied again at the next start ("persistent
-//!   across reboots"). Connector 0 reports the dispenser: Unavailable while connector 0 is
-//!   Inoperative, Faulted while the dispenser's emergency stop holds a gun, else
-//!   Available.
+//!   across reboots"). Connector 0 reports the dispenser: Faulted while the dispenser's
+//!   emergency stop holds a gun, or while a hub- or cabinet-wide latch of the record
+//!   holds its cabinet (`CABINET_LOST`: the catalog's error code, the code as
+//!   vendorErrorCode, the subject as info; [`DriverCommand::SiteFault`]); Unavailable
+//!   while connector 0 is Inoperative; else Available.
 //!   A session that starts between the Accepted decision and the control task applying
 //!   Inoperative is stopped by it (with reason Remote).
 //! - **RemoteStartTransaction** (§5.11), **Reset** (§5.14), **UnlockConnector** (§5.18),
@@ -182,6 +184,9 @@ pub enum DriverCommand {
         /// The trusted meter's register at the start, Wh.
         meter_start_wh: i32,
     },
+    /// The hub- or cabinet-wide latch that holds this dispenser's cabinet now, if any:
+    /// reported on connector 0.
+    SiteFault(Option<SiteFault>),
     /// The connector's session ended: stop its transaction.
     StopTransaction {
         /// The gun's OCPP connector id.
@@ -191,6 +196,17 @@ pub enum DriverCommand {
         /// The energy the session delivered, Wh.
         energy_wh: i32,
     },
+}
+
+/// A latch of the hub record that stops a whole cabinet or the hub (`CABINET_LOST`), as
+/// connector 0 of each of that cabinet's dispensers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteFault {
+    /// The catalog's code: the vendorErrorCode, and the ChargePointErrorCode by the
+    /// catalog.
+    pub code: String,
+    /// What it is about (`cabinet cab-b`): the info.
+    pub subject: String,
 }
 
 /// What a dispenser tells the control task.
@@ -292,6 +308,8 @@ pub struct Dispenser {
     aligned_at: Option<Instant>,
     /// Per connector: the fault behind its Faulted status, for connector 0's.
     faults: BTreeMap<u32, LocalFault>,
+    /// The hub- or cabinet-wide latch in force, for connector 0's status.
+    site_fault: Option<SiteFault>,
 }
 
 /// A transaction the dispenser started.
@@ -346,6 +364,7 @@ impl Dispenser {
             unlocks: Vec::new(),
             aligned_at: None,
             faults: BTreeMap::new(),
+            site_fault: None,
         }
     }
 
@@ -553,6 +572,12 @@ impl Dispenser {
                     tracing::error!(identity = %self.identity, %error, "status not reported");
                 }
                 self.report_dispenser_status(now);
+            }
+            DriverCommand::SiteFault(fault) => {
+                if fault != self.site_fault {
+                    self.site_fault = fault;
+                    self.report_dispenser_status(now);
+                }
             }
             DriverCommand::Authorize { gun, token } => match CiString20::new(token.id_tag()) {
                 Ok(id_tag) => {
@@ -819,19 +844,21 @@ impl Dispenser {
 
     /// Reports connector 0, the dispenser itself (§4.9: Available, Unavailable or
     /// Faulted): Faulted while the emergency stop of the dispenser holds one of its guns,
-    /// Unavailable while ChangeAvailability made connector 0 Inoperative, else Available.
+    /// or a hub- or cabinet-wide latch holds its cabinet; Unavailable while
+    /// ChangeAvailability made connector 0 Inoperative; else Available.
     fn report_dispenser_status(&mut self, now: Instant) {
         let stopped = self
             .faults
             .values()
             .find(|f| f.code == crate::connector::FaultCode::EmergencyStop)
             .cloned();
-        let (status, error_code, detail) = match stopped {
-            Some(fault) => ocpp_status(ConnectorStatus::Faulted, Some(&fault)),
-            None if self.cp.stored_availability().get(&0) == Some(&false) => {
+        let (status, error_code, detail) = match (stopped, &self.site_fault) {
+            (Some(fault), _) => ocpp_status(ConnectorStatus::Faulted, Some(&fault)),
+            (None, Some(site)) => convert::faulted(&site.code, &site.subject),
+            (None, None) if self.cp.stored_availability().get(&0) == Some(&false) => {
                 ocpp_status(ConnectorStatus::Unavailable, None)
             }
-            None => ocpp_status(ConnectorStatus::Available, None),
+            (None, None) => ocpp_status(ConnectorStatus::Available, None),
         };
         if let Err(error) = self.cp.set_status(0, status, error_code, detail, now) {
             tracing::error!(identity = %self.identity, %error, "connector 0 status not reported");

@@ -486,6 +486,44 @@ fn change_availability_is_scheduled_behind_a_transaction_and_survives_a_restart(
 }
 
 #[test]
+fn connector_0_is_faulted_while_a_latch_holds_the_cabinet() {
+    let t0 = Instant::now();
+    let mut d = dispenser(t0);
+    connect(&mut d, t0);
+    let zero = |d: &mut Dispenser, at| -> Vec<Value> {
+        settle(d, at)
+            .into_iter()
+            .filter(|f| f[2] == "StatusNotification" && f[3]["connectorId"] == 0)
+            .collect()
+    };
+    zero(&mut d, t0 + s(1));
+    let lost = SiteFault {
+        code: "CABINET_LOST".into(),
+        subject: "cabinet cab-a".into(),
+    };
+    command(
+        &mut d,
+        DriverCommand::SiteFault(Some(lost.clone())),
+        t0 + s(1),
+    );
+    let sent = zero(&mut d, t0 + s(2));
+    let [faulted] = sent.as_slice() else {
+        panic!("one StatusNotification: {sent:?}")
+    };
+    assert_eq!(faulted[3]["status"], "Faulted");
+    assert_eq!(faulted[3]["errorCode"], "OtherError");
+    assert_eq!(faulted[3]["vendorErrorCode"], "CABINET_LOST");
+    assert_eq!(faulted[3]["info"], "cabinet cab-a");
+    // Told again: nothing new. Cleared: Available.
+    command(&mut d, DriverCommand::SiteFault(Some(lost)), t0 + s(2));
+    assert_eq!(zero(&mut d, t0 + s(3)), Vec::<Value>::new());
+    command(&mut d, DriverCommand::SiteFault(None), t0 + s(3));
+    let sent = zero(&mut d, t0 + s(4));
+    assert_eq!(sent.last().unwrap()[3]["status"], "Available", "{sent:?}");
+    assert_eq!(sent.last().unwrap()[3]["errorCode"], "NoError");
+}
+
+#[test]
 fn connector_0_is_faulted_while_the_emergency_stop_holds_a_gun() {
     let t0 = Instant::now();
     let mut d = dispenser(t0);
