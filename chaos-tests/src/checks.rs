@@ -250,69 +250,119 @@ impl IsolationWatch {
         }
     }
 
-    /// Called right after the cut, for as long as it lasts (`hold`): waits for the node
-    /// to go degraded and its outward ties to open, and samples its guns' power.
+    /// Called right after the cut, for as long as it lasts (`hold`): samples the ground
+    /// truth and the node's standing every 100 ms, then judges the samples. The node
+    /// must go degraded within its lease (plus Zenoh's link lease and margin), its tie
+    /// to the next cabinet must be open once it has had time to ramp down (2 s), its
+    /// guns must draw no more than they held, and the majority must not close the tie
+    /// from the previous cabinet into it.
     pub async fn during(&mut self, hub: &Hub, hold: Duration) {
         let cut_at = Instant::now();
         let control = Control(hub.sim.control);
         let addr = hub.nodes[self.victim].metrics;
         let cabinet = CABINETS[self.victim];
-        let degraded = eventually(
-            &format!("{cabinet} to go degraded"),
-            LEASE + DEGRADED_MARGIN,
-            async || {
-                let m = scrape(addr).await.map_err(|e| e.to_string())?;
-                if m.value("ringhub_node_degraded") == 1.0 {
-                    Ok(())
-                } else {
-                    Err("ringhub_node_degraded 0".into())
-                }
-            },
-        )
-        .await;
-        match degraded {
-            Ok(()) => self.degraded_after = Some(cut_at.elapsed()),
-            Err(e) => self.findings.push(Finding::new("S7", e.to_string())),
-        }
-        // Its own tie to the next cabinet is the last segment's `mn`.
         let own_tie = (self.victim * 2 + 1) as u64;
-        let opened = eventually(
-            &format!("{cabinet}'s tie to the next cabinet (segment {own_tie} mn) to open"),
-            LEASE + DEGRADED_MARGIN,
-            async || {
-                let state = control.state().await.map_err(|e| e.to_string())?;
-                match crate::probe::contactor(&state, own_tie, "mn") {
-                    (_, false) => Ok(()),
-                    other => Err(format!("(commanded, closed) {other:?}")),
-                }
-            },
-        )
-        .await;
-        if let Err(e) = opened {
-            self.findings.push(Finding::new("S7", e.to_string()));
-        }
-        // Sample its guns' power until the cut ends, after a lease for the ramp.
+        let neighbour_tie = ((self.victim * 2 + 5) % 6) as u64;
+        let mut samples: Vec<Sample> = Vec::new();
         while cut_at.elapsed() < hold {
-            if cut_at.elapsed() > LEASE * 2
-                && let Ok(state) = control.state().await
-            {
-                for (gun, held) in &self.held_kw {
-                    let now = delivered_kw(&state, *gun);
-                    if now > held * 1.05 + HELD_SLACK_KW {
-                        self.findings.push(Finding::new(
-                            "S7",
-                            format!(
-                                "{cabinet} cut off: gun {gun} draws {now:.1} kW, it held {held:.1} kW"
-                            ),
-                        ));
-                        self.held_kw.insert(*gun, f64::INFINITY);
-                        break;
-                    }
+            let at = cut_at.elapsed();
+            let degraded = scrape(addr)
+                .await
+                .ok()
+                .map(|m| m.value("ringhub_node_degraded") == 1.0);
+            if let Ok(state) = control.state().await {
+                samples.push(Sample {
+                    at,
+                    degraded,
+                    own_tie_closed: crate::probe::contactor(&state, own_tie, "mn").1,
+                    neighbour_tie_closed: crate::probe::contactor(&state, neighbour_tie, "mn").1,
+                    kw: self
+                        .held_kw
+                        .keys()
+                        .map(|&g| (g, delivered_kw(&state, g)))
+                        .collect(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.judge(cabinet, own_tie, neighbour_tie, hold, &samples);
+    }
+
+    /// Turns the samples of a cut into findings.
+    fn judge(
+        &mut self,
+        cabinet: &str,
+        own_tie: u64,
+        neighbour_tie: u64,
+        hold: Duration,
+        samples: &[Sample],
+    ) {
+        let deadline = LEASE + DEGRADED_MARGIN;
+        let degraded_at = samples
+            .iter()
+            .find(|s| s.degraded == Some(true))
+            .map(|s| s.at);
+        self.degraded_after = degraded_at;
+        if degraded_at.is_none_or(|at| at > deadline) && hold > deadline {
+            self.findings.push(Finding::new(
+                "S7",
+                format!("{cabinet} cut off: not degraded within {deadline:?} (first seen degraded: {degraded_at:?})"),
+            ));
+        }
+        let settled = degraded_at.unwrap_or(deadline) + Duration::from_secs(2);
+        if let Some(s) = samples.iter().find(|s| s.at > settled && s.own_tie_closed) {
+            self.findings.push(Finding::new(
+                "S7",
+                format!(
+                    "{cabinet} cut off: its tie to the next cabinet (segment {own_tie} mn) still closed {:?} after the cut",
+                    s.at
+                ),
+            ));
+        }
+        if let Some(first) = samples.first()
+            && !first.neighbour_tie_closed
+            && let Some(s) = samples.iter().find(|s| s.neighbour_tie_closed)
+        {
+            self.findings.push(Finding::new(
+                "S7",
+                format!(
+                    "{cabinet} cut off: the majority closed the tie into it (segment {neighbour_tie} mn) {:?} after the cut",
+                    s.at
+                ),
+            ));
+        }
+        let after = degraded_at.unwrap_or(LEASE * 2);
+        for s in samples.iter().filter(|s| s.at > after) {
+            for (gun, kw) in &s.kw {
+                let held = self.held_kw.get(gun).copied().unwrap_or(0.0);
+                if *kw > held * 1.05 + HELD_SLACK_KW {
+                    self.findings.push(Finding::new(
+                        "S7",
+                        format!(
+                            "{cabinet} cut off: gun {gun} draws {kw:.1} kW {:?} after the cut, it held {held:.1} kW",
+                            s.at
+                        ),
+                    ));
+                    return;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// One look at a cut-off cabinet.
+#[derive(Debug, Clone)]
+struct Sample {
+    /// Since the cut.
+    at: Duration,
+    /// What its metrics said (None: no answer).
+    degraded: Option<bool>,
+    /// Its tie to the next cabinet, as the relay feedback shows it.
+    own_tie_closed: bool,
+    /// The previous cabinet's tie into it.
+    neighbour_tie_closed: bool,
+    /// Its guns' delivered power, kW.
+    kw: Vec<(u64, f64)>,
 }
 
 /// The guns of cabinet `index` in the demo hub (two per cabinet, gun n on segment n).
@@ -382,6 +432,57 @@ fn ledger(lines: &[Value]) -> Ledger {
         }
     }
     ledger
+}
+
+/// The CSMS's charge point and connector of `gun` in the demo hub (two guns per
+/// dispenser, connectors 1 and 2).
+fn connector_of(gun: u64) -> (String, i64) {
+    let identity = ["RH-DEMO-A", "RH-DEMO-B", "RH-DEMO-C"][(gun / 2) as usize % 3];
+    (identity.to_owned(), (gun % 2) as i64 + 1)
+}
+
+/// Every gun that delivers current must be inside a transaction the CSMS knows is open:
+/// energy is never delivered outside one. Probed until it holds, for a while (a
+/// StartTransaction may be on its way).
+pub async fn open_transactions(hub: &Hub) -> Vec<Finding> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let findings = charging_outside_transactions(hub).await;
+        if findings.is_empty() || Instant::now() >= deadline {
+            return findings;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One look for guns delivering current outside a transaction.
+async fn charging_outside_transactions(hub: &Hub) -> Vec<Finding> {
+    let control = Control(hub.sim.control);
+    let state = match control.state().await {
+        Ok(state) => state,
+        Err(e) => return vec![Finding::new("harness", e.to_string())],
+    };
+    let ledger = ledger(&hub.csms.lines());
+    let open: BTreeSet<(String, i64)> = ledger
+        .started
+        .iter()
+        .filter(|(id, _)| !ledger.stopped.contains_key(id))
+        .filter_map(|(_, (cp, connector, _, _))| Some((cp.clone(), connector.as_i64()?)))
+        .collect();
+    let mut findings = Vec::new();
+    for gun in 0..6u64 {
+        let current = crate::probe::gun(&state, gun)["current_a"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let (cp, connector) = connector_of(gun);
+        if current > 5.0 && !open.contains(&(cp.clone(), connector)) {
+            findings.push(Finding::new(
+                "transactions",
+                format!("gun {gun} delivers {current:.0} A with no open transaction on {cp} connector {connector}"),
+            ));
+        }
+    }
+    findings
 }
 
 /// Waits until every transaction the CSMS started is stopped (the EVs have left), then

@@ -123,7 +123,7 @@ pub async fn run_one(
         )),
     }
     outcome.wall = started.elapsed();
-    if outcome.passed() {
+    if outcome.passed() && std::env::var_os("RINGHUB_CHAOS_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     outcome
@@ -168,6 +168,9 @@ async fn attack(
     workload::wait_charging(control, &guns).await?;
     let mut ctx = Ctx::new(hub, rng, guns);
     ctx.event("EVs charging");
+    // The faults come at a seeded moment of the sessions, not always right at their start.
+    let settle = ctx.rng.millis(0, 4000);
+    tokio::time::sleep(settle).await;
     let mut latches = checks::LatchLog::default();
     checks::snapshot(ctx.hub, &mut latches).await;
 
@@ -196,6 +199,7 @@ async fn attack(
         Err(finding) => findings.push(finding),
     }
     findings.extend(checks::s6(hub, &latches).await);
+    findings.extend(checks::open_transactions(hub).await);
     workload::leave(control, &guns).await?;
     findings.extend(checks::transactions(hub).await);
     findings.extend(checks::referee(control).await);

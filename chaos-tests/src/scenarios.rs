@@ -65,12 +65,12 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "partition-leader",
-        about: "cut the leader off from both peers (both ways) for 3-7 s; S7 on it",
+        about: "cut the leader off from both peers (both ways) for 5-8 s; S7 on it",
         network: true,
     },
     Scenario {
         name: "partition-follower",
-        about: "cut a follower off from both peers (both ways) for 3-7 s; S7 on it",
+        about: "cut a follower off from both peers (both ways) for 5-8 s; S7 on it",
         network: true,
     },
     Scenario {
