@@ -474,7 +474,14 @@ impl SegmentController {
             FaultCode::PlcSilent,
             &segment,
             lost,
-            || format!("no frame for {} ms", silence.as_millis()),
+            || {
+                let detail = format!("no frame for {} ms", silence.as_millis());
+                let evidence = vec![
+                    Evidence::millis("plc_silent_for", silence),
+                    Evidence::millis("limit", self.setup.timing.plc_silence),
+                ];
+                (detail, evidence)
+            },
             uptime,
         );
         if let Some(heartbeat) = self.plc.heartbeat
@@ -502,21 +509,30 @@ impl SegmentController {
                 FaultCode::ModuleSilent,
                 &subject,
                 silent,
-                || "no status for 1 s".into(),
+                || {
+                    let limit = Evidence::millis("limit", super::modules::MODULE_SILENCE);
+                    ("no status for 1 s".into(), vec![limit])
+                },
                 uptime,
             );
             self.faults.set(
                 FaultCode::ModuleOvertemp,
                 &subject,
                 hot,
-                || format!("{temperature:.0} °C, past its shutdown temperature"),
+                || {
+                    let detail = format!("{temperature:.0} °C, past its shutdown temperature");
+                    (
+                        detail,
+                        vec![Evidence::tenths("temperature", temperature, "C")],
+                    )
+                },
                 uptime,
             );
             self.faults.set(
                 FaultCode::ModuleFault,
                 &subject,
                 hard,
-                || "the module reports a fault".into(),
+                || ("the module reports a fault".into(), Vec::new()),
                 uptime,
             );
         }
@@ -528,21 +544,37 @@ impl SegmentController {
                 FaultCode::MeterFailure,
                 &gun,
                 failed,
-                || "the PLC meter reads invalid; using the shunt".into(),
+                || {
+                    let detail = "the PLC meter reads invalid; using the shunt".into();
+                    (detail, Vec::new())
+                },
                 uptime,
             );
             self.faults.set(
                 FaultCode::MeterDisagreement,
                 &gun,
                 disagree,
-                || "meter and shunt differ beyond 2 A / 3 %".into(),
+                || ("meter and shunt differ beyond 2 A / 3 %".into(), Vec::new()),
                 uptime,
             );
             let info = self.plc.info;
             let pressed = info.is_some_and(|i| i.emergency_stop || i.rcd_trip);
-            let why = || match info {
-                Some(i) if i.emergency_stop => "the emergency stop is pressed".to_owned(),
-                _ => "the residual-current device tripped".to_owned(),
+            let why = || {
+                let flag = |key: &str, on: bool| Evidence {
+                    key: key.into(),
+                    value: i64::from(on),
+                    unit: String::new(),
+                };
+                let (stop, rcd) = info.map_or((false, false), |i| (i.emergency_stop, i.rcd_trip));
+                let detail = if stop {
+                    "the emergency stop is pressed"
+                } else {
+                    "the residual-current device tripped"
+                };
+                (
+                    detail.to_owned(),
+                    vec![flag("emergency_stop", stop), flag("rcd_trip", rcd)],
+                )
             };
             self.faults
                 .set(FaultCode::EmergencyStop, &gun, pressed, why, uptime);
@@ -551,10 +583,12 @@ impl SegmentController {
                 .info
                 .is_some_and(|i| i.isolation == IsolationState::Fault)
             {
-                self.faults.raise(
+                let bus = self.plc.feedback.map_or(0.0, |f| f.bus_voltage.0);
+                self.faults.raise_with(
                     FaultCode::IsolationFault,
                     &gun,
                     "the isolation monitor reports a fault".into(),
+                    vec![Evidence::tenths("bus_voltage", bus, "V")],
                     uptime,
                 );
             }

@@ -79,18 +79,20 @@ impl FaultList {
         true
     }
 
-    /// Raises or clears a condition-based fault.
+    /// Raises or clears a condition-based fault; `seen` gives the detail and the
+    /// measurements of a raise.
     pub(super) fn set(
         &mut self,
         code: FaultCode,
         subject: &str,
         holds: bool,
-        detail: impl FnOnce() -> String,
+        seen: impl FnOnce() -> (String, Vec<Evidence>),
         now: Duration,
     ) {
         if holds {
             if !self.is_active(code, subject) {
-                self.raise(code, subject, detail(), now);
+                let (detail, evidence) = seen();
+                self.raise_with(code, subject, detail, evidence, now);
             }
         } else {
             self.clear(code, subject);

@@ -528,12 +528,24 @@ fn a_tripped_module_leaves_the_island_and_the_session_goes_on() {
     });
     rig.run(1_000);
     let snapshot = rig.controllers[0].snapshot(rig.now());
-    assert!(
-        snapshot
-            .faults
-            .iter()
-            .any(|f| f.code == FaultCode::ModuleOvertemp)
+    let hot = snapshot
+        .faults
+        .iter()
+        .find(|f| f.code == FaultCode::ModuleOvertemp)
+        .expect("overtemperature latched");
+    let temperature = &hot.evidence[0];
+    assert_eq!(
+        (temperature.key.as_str(), temperature.unit.as_str()),
+        ("temperature", "dC")
     );
+    assert!(temperature.value > 0, "{temperature:?}");
+    // Active and holding: what the leader's clear rule reads.
+    let condition = snapshot
+        .conditions
+        .iter()
+        .find(|c| c.code == FaultCode::ModuleOvertemp)
+        .expect("its condition");
+    assert!(condition.holds, "{condition:?}");
     assert!(
         !snapshot.mc[0].1.commanded,
         "the tripped module's contactor is opened"
@@ -595,6 +607,16 @@ fn a_silent_plc_stops_the_session_safely() {
     rig.run_until(2_000, "PLC silent", |r| {
         r.faults(0).contains(&FaultCode::PlcSilent)
     });
+    let snapshot = rig.controllers[0].snapshot(rig.now());
+    let evidence: Vec<(&str, i64)> = snapshot.faults[0]
+        .evidence
+        .iter()
+        .map(|e| (e.key.as_str(), e.value))
+        .collect();
+    assert!(
+        matches!(evidence.as_slice(), [("plc_silent_for", silent), ("limit", limit)] if silent >= limit),
+        "{evidence:?}"
+    );
     rig.run_until(3_000, "gun contactor open", |r| {
         r.world.state().segments[0]
             .contactors
