@@ -21,6 +21,7 @@
 //! | `ringhub_controller_tick_seconds` | histogram | — |
 //! | `ringhub_raft_term`, `ringhub_raft_leader_id`, `ringhub_raft_is_leader`, `ringhub_raft_last_applied_index` | gauge | — |
 //! | `ringhub_latch_changes_pending`, `ringhub_node_degraded`, `ringhub_plan_epoch_applied` | gauge | — |
+//! | `ringhub_latches_active` | gauge, per catalog code (0 when none) | code, clear (`operator` or `rule`) |
 //! | `ringhub_plan_epochs_committed_total`, `ringhub_telemetry_rejected_total` | counter | — (telemetry: kind) |
 //! | `ringhub_node_degraded_entries_total` | counter | — |
 //! | `ringhub_admin_rejected_requests_total`, `ringhub_raft_refused_requests_total` | counter | — |
@@ -78,6 +79,8 @@ pub const RAFT_APPLIED: &str = "ringhub_raft_last_applied_index";
 pub const DEGRADED: &str = "ringhub_node_degraded";
 pub const DEGRADED_ENTRIES: &str = "ringhub_node_degraded_entries_total";
 pub const LATCHES_PENDING: &str = "ringhub_latch_changes_pending";
+/// Active latches of the hub record, per code and by who may clear them.
+pub const LATCHES_ACTIVE: &str = "ringhub_latches_active";
 pub const LATCH_WRITE_FAILURES: &str = "ringhub_latch_write_failures_total";
 pub const LATCHES_REFUSED: &str = "ringhub_latch_changes_refused_total";
 
@@ -120,6 +123,10 @@ pub fn describe() {
         OCPP_REJECTED,
         Unit::Count,
         "Malformed OCPP frames received from the CSMS."
+    );
+    describe_gauge!(
+        LATCHES_ACTIVE,
+        "Active latches of the hub record, per fault code, by who may clear them (clear: operator or rule)."
     );
     describe_gauge!(
         OCPP_CONNECTED,
@@ -391,6 +398,23 @@ fn with(
     let mut all = labels.to_vec();
     all.push(extra);
     all
+}
+
+/// Records the active latches of the hub record (this node's copy): per catalog code,
+/// how many an operator must clear and how many their rule clears, 0 when none.
+pub fn record_latches(record: &ringhub_cluster::record::HubRecord) {
+    use ringhub_cluster::record::ClearRule;
+    for spec in ringhub_cluster::faults::CATALOG {
+        let active = || record.active_latches().filter(|l| l.spec.code == spec.code);
+        let operator = active()
+            .filter(|l| l.spec.clear_rule == ClearRule::Operator)
+            .count();
+        let rule = active().count() - operator;
+        for (clear, count) in [("operator", operator), ("rule", rule)] {
+            let labels = [("code", spec.code), ("clear", clear)];
+            gauge!(LATCHES_ACTIVE, &labels).set(count as f64);
+        }
+    }
 }
 
 /// Records a change of the node's standing (S7).

@@ -428,7 +428,7 @@ impl Control {
         })
     }
 
-    /// Every [`CLUSTER_CHECK_PERIOD`]: the lease, the plan, operator clears.
+    /// Every [`CLUSTER_CHECK_PERIOD`]: the lease, the plan, operator clears, latches.
     fn follow_cluster(&mut self, now: Instant) {
         if now.duration_since(self.last_cluster_check) < CLUSTER_CHECK_PERIOD {
             return;
@@ -437,20 +437,22 @@ impl Control {
         self.keep_lease(now);
         self.apply_plan(now);
         self.follow_operator_clears(now);
-        self.follow_site_fault();
+        self.follow_latches();
     }
 
-    /// Tells the dispensers when a hub- or cabinet-wide latch starts or stops holding this
-    /// cabinet, for their connector 0.
-    fn follow_site_fault(&mut self) {
-        let Some(drivers) = &self.drivers else { return };
+    /// Records the record's active latches, and tells the dispensers when a hub- or
+    /// cabinet-wide latch starts or stops holding this cabinet, for their connector 0.
+    fn follow_latches(&mut self) {
         let fault = self.link.cluster.record().read(|record| {
+            crate::metrics::record_latches(record);
             latches::site_latch(record, &self.node).map(|l| SiteFault {
                 code: l.spec.code.clone(),
                 subject: l.spec.subject.clone(),
             })
         });
-        if fault != self.site_fault {
+        if let Some(drivers) = &self.drivers
+            && fault != self.site_fault
+        {
             drivers.site_fault(fault.as_ref());
             self.site_fault = fault;
         }
