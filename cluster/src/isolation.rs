@@ -5,8 +5,9 @@
 //!
 //! - **Isolating faults**: a welded contactor on the segment (its bus may be live behind
 //!   an open command, S9), an isolation fault of its gun, a PLC that went silent (the node
-//!   no longer knows what its relays do). Module faults only derate: the planner sees them
-//!   through the demand book.
+//!   no longer knows what its relays do). Module faults only derate: the planner gives a
+//!   module nothing while its node reports it faulted (the demand book) or a latch on it
+//!   is active ([`module_of`]).
 //! - **Out**: the segment's reason names the code and the latch
 //!   (`CONTACTOR_WELDED (latch 7)`); what its gun was granted stays in reserve (S8): the
 //!   node may not have stopped drawing yet.
@@ -16,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use ringhub_proto::config::{CabinetId, GunId, SegmentId};
+use ringhub_proto::config::{CabinetId, GunId, ModuleId, SegmentId};
 
 use crate::record::{Command, HubRecord, Latch, OutOfService, TieObservation, Topology};
 
@@ -30,6 +31,14 @@ pub fn segment_of(subject: &str, topology: &Topology) -> Option<SegmentId> {
     match kind {
         "segment" => topology.segment(SegmentId(number)).map(|s| s.id),
         "gun" => topology.segment_of_gun(GunId(number)),
+        _ => None,
+    }
+}
+
+/// The module a latch's subject names: `module N`.
+pub fn module_of(subject: &str) -> Option<ModuleId> {
+    match subject.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["module", number] => number.parse().ok().map(ModuleId),
         _ => None,
     }
 }

@@ -834,6 +834,43 @@ mod tests {
     }
 
     #[test]
+    fn a_module_with_an_active_latch_gives_nothing_until_it_clears() {
+        let mut hub = Hub::new();
+        let module = ringhub_proto::config::ModuleId(3);
+        let planned = |hub: &Hub| fair_plan(&hub.record, &hub.book, Epoch(9), 1).owners();
+        assert!(planned(&hub).contains_key(&module), "every module serves");
+        let hot = LatchSpec {
+            code: "MODULE_OVERTEMP".into(),
+            subject: "module 3".into(),
+            severity: crate::record::Severity::Error,
+            detail: "96 °C".into(),
+            evidence: Vec::new(),
+            raised_by: cab("cab-a"),
+            raised_unix_ms: 1,
+            clear_rule: ClearRule::ConditionGone { hold_ms: 10_000 },
+        };
+        let Outcome::Applied(Applied::Latched { id, .. }) =
+            hub.apply("cab-a", Command::RaiseLatch(hot))
+        else {
+            panic!("latched");
+        };
+        assert!(
+            !planned(&hub).contains_key(&module),
+            "derated while latched"
+        );
+        let cleared = Command::ClearLatch {
+            id,
+            by: Clearer::Rule {
+                node: cab("cab-a"),
+                reason: "cooled".into(),
+            },
+            at_unix_ms: 2,
+        };
+        assert!(matches!(hub.apply("steward", cleared), Outcome::Applied(_)));
+        assert!(planned(&hub).contains_key(&module), "back once cleared");
+    }
+
+    #[test]
     fn budgets_fall_before_they_rise_so_any_mix_of_two_epochs_keeps_s8() {
         // 300 kW for six guns of 100 kW: each change of who is in service moves budgets.
         let (mut hub, t0) = (Hub::with_limit(Watts(300_000)), Instant::now());

@@ -1,6 +1,10 @@
 //! The planner's input on the leader: the ring and the segments' states from the record,
 //! what the guns ask and the modules give from the demand book, and the plan in force.
 
+use std::collections::BTreeSet;
+
+use ringhub_proto::config::ModuleId;
+
 use super::{Current, GunDemand, ModulePower, PlannerInput, SegmentInput, TieState};
 use crate::demand::DemandBook;
 use crate::record::{HubRecord, SegmentSpec, TieObservation, Watts};
@@ -9,9 +13,15 @@ use crate::record::{HubRecord, SegmentSpec, TieObservation, Watts};
 ///
 /// The site limit is what is left after lost cabinets' reserves (S7, S8). A fitted tie is
 /// planned as its nodes last saw it: welded closed (its two segments share an island,
-/// S2), stuck open (never closed again until it reads open), or usable.
+/// S2), stuck open (never closed again until it reads open), or usable. A module with an
+/// active latch (`module N`) gives nothing until the latch clears, by its rule after the
+/// hold or by an operator: the catalog's derate lasts as long as the latch.
 pub fn input(record: &HubRecord, book: &DemandBook) -> PlannerInput {
     let topology = record.topology();
+    let latched: BTreeSet<ModuleId> = record
+        .active_latches()
+        .filter_map(|l| crate::isolation::module_of(&l.spec.subject))
+        .collect();
     let reserved: u64 = record
         .snapshot()
         .segments
@@ -38,7 +48,11 @@ pub fn input(record: &HubRecord, book: &DemandBook) -> PlannerInput {
                     .iter()
                     .map(|&module| ModulePower {
                         id: module,
-                        available: book.available(module),
+                        available: if latched.contains(&module) {
+                            Watts(0)
+                        } else {
+                            book.available(module)
+                        },
                     })
                     .collect(),
             })
