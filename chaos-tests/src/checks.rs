@@ -24,8 +24,10 @@ use crate::probe::{Admin, Control, NodeView, cli, delivered_kw, eventually, scra
 pub const CONVERGE: Duration = Duration::from_secs(60);
 /// A node's lease (README, "Lease and degraded mode").
 pub const LEASE: Duration = Duration::from_millis(1500);
-/// Slack on top of the lease for a node to notice and report it.
-const DEGRADED_MARGIN: Duration = Duration::from_secs(5);
+/// Slack on top of the lease for a node to notice and report it: Zenoh's link lease
+/// (1 s) before the peers' liveliness tokens go, and 2 s of margin. The partition
+/// scenarios hold their cut longer than lease and slack together.
+const DEGRADED_MARGIN: Duration = Duration::from_secs(3);
 /// Longest the CSMS may take to see every transaction stopped after the EVs left.
 const STOPPED: Duration = Duration::from_secs(45);
 /// What a cut-off gun may draw above what it held: metering noise.

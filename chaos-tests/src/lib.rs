@@ -50,7 +50,7 @@ const READY: Duration = Duration::from_secs(60);
 /// is replaced by a process one where namespaces are not available.
 pub const SHORT: &[(&str, u64)] = &[
     ("kill-leader", 1),
-    ("partition-leader", 1),
+    ("partition-pair", 1),
     ("can-disconnect", 1),
     ("hw-weld", 1),
 ];
@@ -92,18 +92,18 @@ pub async fn run_one(
         wall: Duration::ZERO,
         dir: dir.clone(),
     };
+    if scenario.network && !namespaces {
+        outcome.findings.push(Finding::new(
+            "harness",
+            "a network scenario needs namespaces, not available here",
+        ));
+        return outcome;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         outcome
             .findings
             .push(Finding::new("harness", format!("{}: {e}", dir.display())));
-        return outcome;
-    }
-    if scenario.network && !namespaces && scenario.name != "mixed" {
-        outcome.findings.push(Finding::new(
-            "harness",
-            "a network scenario needs namespaces, not available here",
-        ));
         return outcome;
     }
     eprintln!("== {} seed {seed}: {}", scenario.name, scenario.about);

@@ -86,6 +86,16 @@ async fn main() -> anyhow::Result<ExitCode> {
     } else {
         short_profile(namespaces)
     };
+    // Network scenarios need namespaces: without them they are skipped, and said so.
+    let (runs, skipped): (Vec<_>, Vec<_>) = runs
+        .into_iter()
+        .partition(|(s, _)| namespaces || !s.network);
+    for (scenario, seed) in &skipped {
+        eprintln!(
+            "SKIP {} seed {seed}: needs network namespaces",
+            scenario.name
+        );
+    }
     let started = std::time::Instant::now();
     let outcomes = run_all(&runs, &bins, namespaces).await;
     let failed: Vec<&report::Outcome> = outcomes.iter().filter(|o| !o.passed()).collect();
@@ -94,9 +104,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         println!("{}", report::table(&outcomes));
     }
     println!(
-        "{} run(s), {} failed, {:.0} s, nodes on {}",
+        "{} run(s), {} failed, {} skipped, {:.0} s, nodes on {}",
         outcomes.len(),
         failed.len(),
+        skipped.len(),
         started.elapsed().as_secs_f64(),
         placement_name(namespaces)
     );

@@ -103,12 +103,24 @@ fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Removes the namespaces and links of runs whose process is gone.
+/// Kills whatever still runs in namespace `name` (a node of a killed run), then
+/// deletes it.
+fn delete_netns(name: &str) {
+    if let Ok(pids) = run("ip", &["netns", "pids", name]) {
+        for pid in pids.split_whitespace() {
+            let _ = run("kill", &["-KILL", pid]);
+        }
+    }
+    let _ = run("ip", &["netns", "del", name]);
+}
+
+/// Removes the namespaces and links of runs whose process is gone, and kills the nodes
+/// left running in them.
 pub fn clean_stale() {
     if let Ok(list) = run("ip", &["netns", "list"]) {
         for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
             if owner_pid(name).is_some_and(|pid| !alive(pid)) {
-                let _ = run("ip", &["netns", "del", name]);
+                delete_netns(name);
             }
         }
     }
@@ -334,7 +346,7 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         for node in &self.nodes {
-            let _ = run("ip", &["netns", "del", &node.netns]);
+            delete_netns(&node.netns);
         }
         for outer in &self.outer {
             let _ = run("ip", &["link", "del", outer]);

@@ -136,7 +136,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "mixed",
         about: "three seeded faults of any family, one after the other",
-        network: true,
+        network: false,
     },
 ];
 
