@@ -265,6 +265,13 @@ impl IsolationWatch {
         let cabinet = CABINETS[self.victim];
         let own_tie = (self.victim * 2 + 1) as u64;
         let neighbour_tie = ((self.victim * 2 + 5) % 6) as u64;
+        let majority: Vec<(usize, std::net::SocketAddr)> = hub
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.victim)
+            .map(|(i, n)| (i, n.metrics))
+            .collect();
         let mut samples: Vec<Sample> = Vec::new();
         while cut_at.elapsed() < hold {
             let at = cut_at.elapsed();
@@ -272,10 +279,21 @@ impl IsolationWatch {
                 .await
                 .ok()
                 .map(|m| m.value("ringhub_node_degraded") == 1.0);
+            let mut others = Vec::new();
+            for (i, addr) in &majority {
+                let view = scrape(*addr).await.ok().map(|m| {
+                    (
+                        m.value("ringhub_node_degraded") == 1.0,
+                        m.value("ringhub_raft_leader_id") as u64,
+                    )
+                });
+                others.push((*i, view));
+            }
             if let Ok(state) = control.state().await {
                 samples.push(Sample {
                     at,
                     degraded,
+                    majority: others,
                     own_tie_closed: crate::probe::contactor(&state, own_tie, "mn").1,
                     neighbour_tie_closed: crate::probe::contactor(&state, neighbour_tie, "mn").1,
                     kw: self
@@ -333,6 +351,49 @@ impl IsolationWatch {
                 ),
             ));
         }
+        // The majority carries on: by the last second of a cut longer than the lease and
+        // its slack, the other nodes are not degraded and follow one leader among them.
+        if hold > deadline + Duration::from_secs(1) {
+            let end: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.at + Duration::from_secs(1) >= hold)
+                .collect();
+            let victim_id = self.victim as u64 + 1;
+            let stuck = end.iter().find(|s| {
+                let leaders: Vec<u64> = s
+                    .majority
+                    .iter()
+                    .filter_map(|(_, v)| v.map(|v| v.1))
+                    .collect();
+                s.majority
+                    .iter()
+                    .any(|(_, v)| v.is_none_or(|(degraded, _)| degraded))
+                    || leaders.len() != s.majority.len()
+                    || leaders
+                        .iter()
+                        .any(|&l| l == 0 || l == victim_id || l != leaders[0])
+            });
+            if let Some(s) = stuck {
+                let views: Vec<String> = s
+                    .majority
+                    .iter()
+                    .map(|(i, v)| match v {
+                        Some((degraded, leader)) => {
+                            format!("{} degraded={degraded} leader_id={leader}", CABINETS[*i])
+                        }
+                        None => format!("{} no metrics", CABINETS[*i]),
+                    })
+                    .collect();
+                self.findings.push(Finding::new(
+                    "S7",
+                    format!(
+                        "{cabinet} cut off: the majority is not carrying on {:?} into a {hold:?} cut: {}",
+                        s.at,
+                        views.join(", ")
+                    ),
+                ));
+            }
+        }
         let after = degraded_at.unwrap_or(LEASE * 2);
         for s in samples.iter().filter(|s| s.at > after) {
             for (gun, kw) in &s.kw {
@@ -365,6 +426,8 @@ struct Sample {
     neighbour_tie_closed: bool,
     /// Its guns' delivered power, kW.
     kw: Vec<(u64, f64)>,
+    /// Each other node's (degraded, Raft leader id) from its metrics.
+    majority: Vec<(usize, Option<(bool, u64)>)>,
 }
 
 /// The guns of cabinet `index` in the demo hub (two per cabinet, gun n on segment n).

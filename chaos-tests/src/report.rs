@@ -99,7 +99,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| scenario | seeds | faults injected | violations | recovery p50 | recovery p99 | failed seeds |"
+        "| scenario | seeds | faults injected | violations (all checks) | recovery p50 | recovery p99 | failed seeds |"
     );
     let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | --- |");
     for (scenario, runs) in rows {
