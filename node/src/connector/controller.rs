@@ -142,8 +142,9 @@ pub struct SegmentController {
     pub(super) host_out: HostSetpoint,
     /// Since when the tie the plan opens has been waiting for its current to fall.
     pub(super) tie_draining_since: Option<Instant>,
-    /// Since when the tie the plan closes has been matched, and the bus voltage then.
-    pub(super) tie_match_since: Option<(Instant, f64)>,
+    /// Since when the tie the plan closes has been matched, and the two sides' bus
+    /// voltages then (this segment's, the far side's).
+    pub(super) tie_match_since: Option<(Instant, (f64, f64))>,
     /// Since when the plan has wanted the tie closed.
     pub(super) tie_wanted_since: Option<Instant>,
     /// The gun's session, if a gun is fitted.

@@ -8,7 +8,7 @@
 //!
 //! - **Tie, make (S3).** The tie closes only when the segment's bus and the far side,
 //!   as the tie driver measures it, are both below 60 V or within 10 V (S3 allows 20),
-//!   and have stayed so, steady, for 200 ms.
+//!   and have stayed so, each side steady within 5 V, for 200 ms.
 //!   A donor brings its bus there: while its path to the host is open it precharges to
 //!   the host's measured bus voltage (modules on at a precharge current, no load).
 //! - **Tie, break (S4).** A tie the plan opens is opened once the driver measures less
@@ -49,9 +49,9 @@ const TIE_MATCH_V: f64 = 10.0;
 const DEAD_BUS_V: f64 = 60.0;
 /// A tie opens below this (S4).
 const OPEN_BELOW_A: f64 = 5.0;
-/// The match (or both sides dead) must hold this long, with this segment's bus steady
+/// The match (or both sides dead) must hold this long, with both sides' buses steady
 /// within [`STEADY_V`], before the tie closes: a side still ramping or discharging can
-/// pass through a match without staying there.
+/// pass through a match, or sit within it while both fall, without staying there.
 const TIE_MATCH_HOLD: Duration = Duration::from_millis(200);
 const STEADY_V: f64 = 5.0;
 /// Current a donor's modules give, together, while they precharge its bus.
@@ -258,11 +258,13 @@ impl SegmentController {
             self.tie_draining_since = None;
             self.tie_wanted_since.get_or_insert(now);
             let near = self.plc.feedback.map_or(0.0, |f| f.bus_voltage.0);
+            let far = self.plc.tie.map_or(0.0, |t| t.far_bus_voltage.0);
+            let steady = |(at_near, at_far): (f64, f64)| {
+                (near - at_near).abs() < STEADY_V && (far - at_far).abs() < STEADY_V
+            };
             self.tie_match_since = match self.tie_match_since {
-                Some((since, at)) if self.tie_matched() && (near - at).abs() < STEADY_V => {
-                    Some((since, at))
-                }
-                _ if self.tie_matched() => Some((now, near)),
+                Some((since, at)) if self.tie_matched() && steady(at) => Some((since, at)),
+                _ if self.tie_matched() => Some((now, (near, far))),
                 _ => None,
             };
             if self
