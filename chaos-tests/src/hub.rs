@@ -531,8 +531,9 @@ impl Hub {
                 "--csms".to_owned(),
                 format!("ws://{}/ocpp", ocpp_relay.addr),
             ];
+            // One link per pair, as the config's default mesh has it.
             for (j, (peer, _)) in addrs.iter().enumerate() {
-                if j != i {
+                if j < i {
                     args.push("--zenoh-connect".to_owned());
                     args.push(format!("tcp/{peer}"));
                 }

@@ -373,7 +373,6 @@ impl Admin {
         let mut config = ringhub_node::publish::zenoh_config(&[], endpoints)
             .map_err(|e| zenoh_error(e.to_string()))?;
         for (key, value) in [
-            ("scouting/gossip/enabled", "false"),
             ("connect/timeout_ms", "1000"),
             ("transport/unicast/open_timeout", "1000"),
         ] {

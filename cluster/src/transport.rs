@@ -1,7 +1,7 @@
 //! The Zenoh session every node opens (issue 7, "Transport and membership"): peer mode,
-//! exactly the given TCP endpoints, no multicast scouting (a hub's nodes find each other
-//! through the hub config, never by accident across a site network), and the same short
-//! link lease everywhere.
+//! exactly the given TCP endpoints, no multicast scouting and no gossip (a hub's nodes find
+//! each other through the hub config, never by accident across a site network), and the
+//! same short link lease everywhere.
 
 /// Zenoh link lease: a peer that is silent this long is dropped (keep-alives go at a
 /// quarter of it). Short, so that a hung or killed node's liveliness token disappears in
@@ -25,11 +25,14 @@ pub struct ConfigError {
 pub fn peer_config(listen: &[String], connect: &[String]) -> Result<zenoh::Config, ConfigError> {
     let mut config = zenoh::Config::default();
     let list = |endpoints: &[String]| serde_json::Value::from(endpoints.to_vec()).to_string();
-    let settings: [(&'static str, String); 5] = [
+    let settings: [(&'static str, String); 6] = [
         ("mode", r#""peer""#.to_owned()),
         ("listen/endpoints", list(listen)),
         ("connect/endpoints", list(connect)),
         ("scouting/multicast/enabled", "false".to_owned()),
+        // Nor by gossip: a gossiped peer is connected to from both sides, which the
+        // one-opener-per-pair mesh avoids (see the hub config's `zenoh_connect`).
+        ("scouting/gossip/enabled", "false".to_owned()),
         ("transport/link/tx/lease", LINK_LEASE_MS.to_string()),
     ];
     for (key, value) in settings {

@@ -7,6 +7,7 @@
 //!   `publish` (Zenoh), `metrics` (Prometheus) and `options` (config and flags);
 //! - `epochs`: the committed plan carried out on this node's segments, and reported;
 //! - `latches`: the controllers' faults carried into the Raft-replicated record;
+//! - `stall`: a node that stalled past the Zenoh lease restarts in place;
 //! - `admin`: the queryables `ringhub status` and `ringhub faults` ask;
 //! - `cli`: the operator CLI's commands.
 
@@ -22,4 +23,5 @@ pub mod ocpp;
 pub mod options;
 pub mod publish;
 pub mod runtime;
+pub mod stall;
 pub mod store;

@@ -23,7 +23,7 @@
 //! | `ringhub_latch_changes_pending`, `ringhub_node_degraded`, `ringhub_plan_epoch_applied` | gauge | — |
 //! | `ringhub_latches_active` | gauge, per catalog code (0 when none) | code, clear (`operator` or `rule`) |
 //! | `ringhub_plan_epochs_committed_total`, `ringhub_telemetry_rejected_total` | counter | — (telemetry: kind) |
-//! | `ringhub_node_degraded_entries_total` | counter | — |
+//! | `ringhub_node_degraded_entries_total`, `ringhub_node_stall_restarts_total` | counter | — |
 //! | `ringhub_admin_rejected_requests_total`, `ringhub_raft_refused_requests_total` | counter | — |
 //! | `ringhub_latch_write_failures_total`, `ringhub_latch_changes_refused_total` | counter | — |
 //!
@@ -238,6 +238,11 @@ pub fn describe() {
         DEGRADED_ENTRIES,
         Unit::Count,
         "Times the node entered degraded local mode since it started."
+    );
+    describe_counter!(
+        crate::stall::RESTARTS_METRIC,
+        Unit::Count,
+        "Times the node restarted in place after its control loop stalled for the Zenoh link lease or longer."
     );
     describe_gauge!(
         LATCHES_PENDING,

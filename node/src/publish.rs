@@ -427,6 +427,7 @@ mod tests {
             r#"["tcp/127.0.0.1:7448","tcp/[::1]:7449"]"#
         );
         assert_eq!(get("scouting/multicast/enabled"), "false");
+        assert_eq!(get("scouting/gossip/enabled"), "false");
         assert_eq!(get("transport/link/tx/lease"), "1000");
     }
 

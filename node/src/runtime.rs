@@ -43,6 +43,7 @@ use crate::ocpp::driver::{
 };
 use crate::options::NodeOptions;
 use crate::publish::{self, Catalog, Origin, Publisher};
+use crate::stall::{self, StallWatch};
 use crate::store::{PendingToken, Store, StoreError};
 use ringhub_cluster::lease::{Contact, LEASE, Lease, Standing};
 use ringhub_cluster::record::Epoch;
@@ -96,14 +97,26 @@ pub fn segment_setups(options: &NodeOptions) -> Vec<SegmentSetup> {
         .collect()
 }
 
-/// Runs the node until `shutdown` turns true.
+/// How a run of the node ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to stop: everything stopped in order.
+    Stopped,
+    /// The control loop stalled this long: the caller restarts the node in place
+    /// (`stall`). Nothing was stopped in order: as after a crash.
+    Stalled(Duration),
+}
+
+/// Runs the node until `shutdown` turns true or it stalls.
 pub async fn run(
     config: &HubConfig,
     options: NodeOptions,
     shutdown: watch::Receiver<bool>,
-) -> Result<(), NodeError> {
+) -> Result<Ended, NodeError> {
     crate::metrics::install(options.metrics)?;
     crate::can::describe_metrics();
+    let restarts = stall::restarts_so_far(std::env::var_os(stall::RESTARTS_ENV));
+    metrics::counter!(stall::RESTARTS_METRIC).absolute(restarts);
     std::fs::create_dir_all(&options.data_dir).map_err(|source| NodeError::DataDir {
         path: options.data_dir.display().to_string(),
         source,
@@ -242,7 +255,9 @@ pub async fn run(
             &shutdown,
         ));
     }
-    control.run(shutdown).await;
+    if let Ended::Stalled(gap) = control.run(shutdown).await {
+        return Ok(Ended::Stalled(gap));
+    }
     // In order: the tasks that write (each drops a write in flight on shutdown), then
     // Raft, and only then the Zenoh session they all share. Closed first, the session
     // would strand a leader's write it can no longer replicate.
@@ -268,7 +283,7 @@ pub async fn run(
         .await
         .map_err(join_error)??;
     tracing::info!("stopped cleanly");
-    Ok(())
+    Ok(Ended::Stopped)
 }
 
 fn join_error(error: tokio::task::JoinError) -> NodeError {
@@ -675,10 +690,13 @@ impl Control {
         }
     }
 
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown`, or until a stall: then it returns at once, before the
+    /// controllers take the stall for silent PLCs and modules.
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Ended {
         let tick_period = Timing::default().tick;
         let mut tick = tokio::time::interval(tick_period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut stalls = StallWatch::default();
         tracing::info!(bus = %self.bus.uri(), segments = self.controllers.len(), "control loop running");
         loop {
             tokio::select! {
@@ -703,6 +721,9 @@ impl Control {
                 },
                 _ = tick.tick() => {
                     let started = Instant::now();
+                    if let Some(gap) = stalls.tick(started) {
+                        return Ended::Stalled(gap);
+                    }
                     self.step_islands(started);
                     for controller in &mut self.controllers {
                         controller.handle_timeout(started);
@@ -718,6 +739,7 @@ impl Control {
         if let Some(drivers) = self.drivers {
             drivers.join().await;
         }
+        Ended::Stopped
     }
 
     fn handle_frame(&mut self, frame: CanFrame) {

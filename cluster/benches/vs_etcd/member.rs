@@ -53,7 +53,8 @@ async fn serve(index: usize, endpoints: Vec<String>, data_dir: PathBuf) -> Resul
     let listen = endpoints
         .get(index)
         .with_context(|| format!("no endpoint {index}"))?;
-    let connect: Vec<String> = endpoints.iter().filter(|e| *e != listen).cloned().collect();
+    // One link per pair, opened by the later member, as a hub config's default mesh has it.
+    let connect = endpoints[..index].to_vec();
     let session = zenoh::open(zenoh_config(listen, &connect)?)
         .await
         .map_err(|e| anyhow!("zenoh session: {e}"))?;

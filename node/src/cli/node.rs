@@ -9,6 +9,8 @@ use ringhub_proto::config::{AuthMode, HubConfig};
 use tokio::sync::watch;
 
 use crate::options::{NodeOptions, Overrides, parse_auth};
+use crate::runtime::Ended;
+use crate::stall;
 
 /// The node's command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,7 +67,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let ended = runtime.block_on(async move {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -74,7 +76,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         });
         crate::runtime::run(&config, options, stopped).await
     })?;
-    Ok(())
+    match ended {
+        Ended::Stopped => Ok(()),
+        // The runtime's threads are still going: the restart replaces them all at once.
+        Ended::Stalled(gap) => {
+            Err(stall::restart_in_place(gap)).context("restarting in place after a stall")
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

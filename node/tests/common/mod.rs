@@ -179,7 +179,7 @@ pub struct NodeArgs {
     pub socketcand: SocketAddr,
     /// `--zenoh-listen`; a free loopback port when `None`.
     pub zenoh_listen: Option<String>,
-    /// `--zenoh-connect`; the config's (every other cabinet's listen) when empty.
+    /// `--zenoh-connect`; the config's (the cabinets listed before) when empty.
     pub zenoh_connect: Vec<String>,
 }
 

@@ -116,8 +116,11 @@ pub struct Cabinet {
     pub metrics: SocketAddr,
     /// Zenoh endpoints the node listens on (`tcp/127.0.0.1:7447`).
     pub zenoh_listen: Vec<String>,
-    /// Zenoh endpoints the node connects to; when the file leaves it out, every other
-    /// cabinet's `zenoh_listen`, in cabinet order.
+    /// Zenoh endpoints the node connects to; when the file leaves it out, the
+    /// `zenoh_listen` of every cabinet listed before this one. One side per pair opens
+    /// the link: Zenoh (1.10) adds a peer's new inbound link to a transport it still
+    /// believes alive after a pause, and the two sides then disagree on declared keys.
+    /// With one opener, the stale side refuses the second link until its lease ends.
     pub zenoh_connect: Vec<String>,
     /// Who may charge on this cabinet's guns.
     pub auth: AuthMode,

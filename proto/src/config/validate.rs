@@ -210,13 +210,14 @@ impl<'a> Validator<'a> {
             }
         }
 
-        // Default mesh: every node connects to every other cabinet's listen endpoints.
+        // Default mesh: each node connects to the cabinets listed before it, so that
+        // every pair has one link, opened by one side (see `Cabinet::zenoh_connect`).
         for (i, raw_cabinet) in raw.cabinets.iter().enumerate() {
             if raw_cabinet.get_ref().zenoh_connect.is_none() {
                 let others = cabinets
                     .iter()
                     .enumerate()
-                    .filter(|&(j, _)| j != i)
+                    .filter(|&(j, _)| j < i)
                     .flat_map(|(_, c)| c.zenoh_listen.iter().cloned())
                     .collect();
                 if let Some(cabinet) = cabinets.get_mut(i) {
