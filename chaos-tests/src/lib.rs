@@ -50,6 +50,8 @@ const READY: Duration = Duration::from_secs(60);
 /// is replaced by a process one where namespaces are not available.
 pub const SHORT: &[(&str, u64)] = &[
     ("kill-leader", 1),
+    ("pause-follower", 1),
+    ("partition-leader", 1),
     ("partition-pair", 1),
     ("can-disconnect", 1),
     ("hw-weld", 1),
