@@ -223,6 +223,10 @@ pub struct IsolationWatch {
     victim: usize,
     /// What each of its guns was granted before the cut, kW.
     held_kw: BTreeMap<u64, f64>,
+    /// The plan in force before the cut joins the previous cabinet's last segment to
+    /// this one's first: a tie close in flight then is the plan carried out, not the
+    /// majority acting on a cut it cannot know of yet.
+    tie_in_planned: bool,
     /// Findings so far.
     pub findings: Vec<Finding>,
     /// When it went degraded, after the cut.
@@ -230,9 +234,20 @@ pub struct IsolationWatch {
 }
 
 impl IsolationWatch {
-    /// Reads what `victim`'s guns hold, before it is cut off.
+    /// Reads what `victim`'s guns hold, and whether the plan ties it to the previous
+    /// cabinet, before it is cut off.
     pub async fn before(hub: &Hub, victim: usize) -> Self {
         let mut held_kw = BTreeMap::new();
+        let island_gun = |m: &crate::probe::Metrics, segment: usize| {
+            m.get(
+                "ringhub_segment_island_gun",
+                &[("segment", &segment.to_string())],
+            )
+            .filter(|&gun| gun >= 0.0)
+        };
+        let first_segment = victim * 2;
+        let previous_segment = (victim * 2 + 5) % 6;
+        let mut victims_gun = None;
         if let Ok(m) = scrape(hub.nodes[victim].metrics).await {
             for gun in guns_of(victim) {
                 let granted = m
@@ -243,10 +258,17 @@ impl IsolationWatch {
                     .unwrap_or(0.0);
                 held_kw.insert(gun, granted / 1000.0);
             }
+            victims_gun = island_gun(&m, first_segment);
         }
+        let previous = hub.nodes[previous_segment / 2].metrics;
+        let previous_gun = scrape(previous)
+            .await
+            .ok()
+            .and_then(|m| island_gun(&m, previous_segment));
         Self {
             victim,
             held_kw,
+            tie_in_planned: victims_gun.is_some() && victims_gun == previous_gun,
             findings: Vec::new(),
             degraded_after: None,
         }
@@ -257,7 +279,7 @@ impl IsolationWatch {
     /// must go degraded within its lease (plus Zenoh's link lease and margin), its tie
     /// to the next cabinet must be open once it has had time to ramp down (2 s), its
     /// guns must draw no more than they held, and the majority must not close the tie
-    /// from the previous cabinet into it.
+    /// from the previous cabinet into it (but for a close the plan had in flight).
     pub async fn during(&mut self, hub: &Hub, hold: Duration) {
         let cut_at = Instant::now();
         let control = Control(hub.sim.control);
@@ -339,9 +361,14 @@ impl IsolationWatch {
                 ),
             ));
         }
-        if let Some(first) = samples.first()
-            && !first.neighbour_tie_closed
-            && let Some(s) = samples.iter().find(|s| s.neighbour_tie_closed)
+        // A close the plan had in flight at the cut lands within the lease; one later is
+        // the majority's own doing.
+        let in_flight = |s: &Sample| self.tie_in_planned && s.at < LEASE;
+        if let Some(s) = samples
+            .windows(2)
+            .filter(|w| !w[0].neighbour_tie_closed && w[1].neighbour_tie_closed)
+            .map(|w| &w[1])
+            .find(|s| !in_flight(s))
         {
             self.findings.push(Finding::new(
                 "S7",
@@ -637,5 +664,52 @@ mod tests {
         assert_eq!(ledger.repeated.len(), 1, "the same start twice");
         assert_eq!(ledger.stopped.get(&1), Some(&2));
         assert!(!ledger.stopped.contains_key(&2));
+    }
+
+    /// The S7 findings about the tie into cab-a when the previous cabinet's tie reads
+    /// closed from `closed_from_ms` after the cut (samples every 100 ms for 4 s, cab-a
+    /// degraded from 2 s on).
+    fn tie_in_findings(tie_in_planned: bool, closed_from_ms: u64) -> Vec<Finding> {
+        let mut watch = IsolationWatch {
+            victim: 0,
+            held_kw: BTreeMap::new(),
+            tie_in_planned,
+            findings: Vec::new(),
+            degraded_after: None,
+        };
+        let samples: Vec<Sample> = (0..40)
+            .map(|i| Sample {
+                at: Duration::from_millis(i * 100),
+                degraded: Some(i >= 20),
+                own_tie_closed: false,
+                neighbour_tie_closed: i * 100 >= closed_from_ms,
+                kw: Vec::new(),
+                majority: Vec::new(),
+            })
+            .collect();
+        watch.judge("cab-a", 1, 5, Duration::from_secs(4), &samples);
+        watch
+            .findings
+            .into_iter()
+            .filter(|f| f.detail.contains("closed the tie into it"))
+            .collect()
+    }
+
+    #[test]
+    fn a_tie_into_a_cut_node_may_close_only_as_the_plan_had_it_in_flight() {
+        assert!(
+            tie_in_findings(true, 300).is_empty(),
+            "the plan joined them: a close 300 ms into the cut was under way"
+        );
+        assert_eq!(
+            tie_in_findings(false, 300).len(),
+            1,
+            "no plan joined them: the majority closed it"
+        );
+        assert_eq!(
+            tie_in_findings(true, 2000).len(),
+            1,
+            "planned, but closed after the lease: the majority acted on its own"
+        );
     }
 }

@@ -82,6 +82,8 @@ pub enum NodeError {
     Zenoh(String),
     #[error("cluster: {0}")]
     Cluster(#[from] ringhub_cluster::service::ClusterError),
+    #[error("starting the stall watch thread: {0}")]
+    StallWatch(std::io::Error),
 }
 
 /// The controllers' setups for this node's segments.
@@ -117,6 +119,7 @@ pub async fn run(
     crate::can::describe_metrics();
     let restarts = stall::restarts_so_far(std::env::var_os(stall::RESTARTS_ENV));
     metrics::counter!(stall::RESTARTS_METRIC).absolute(restarts);
+    let stalls = StallWatch::start().map_err(NodeError::StallWatch)?;
     std::fs::create_dir_all(&options.data_dir).map_err(|source| NodeError::DataDir {
         path: options.data_dir.display().to_string(),
         source,
@@ -255,7 +258,7 @@ pub async fn run(
             &shutdown,
         ));
     }
-    if let Ended::Stalled(gap) = control.run(shutdown).await {
+    if let Ended::Stalled(gap) = control.run(shutdown, stalls).await {
         return Ok(Ended::Stalled(gap));
     }
     // In order: the tasks that write (each drops a write in flight on shutdown), then
@@ -692,11 +695,10 @@ impl Control {
 
     /// Runs until `shutdown`, or until a stall: then it returns at once, before the
     /// controllers take the stall for silent PLCs and modules.
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Ended {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>, stalls: StallWatch) -> Ended {
         let tick_period = Timing::default().tick;
         let mut tick = tokio::time::interval(tick_period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut stalls = StallWatch::default();
         tracing::info!(bus = %self.bus.uri(), segments = self.controllers.len(), "control loop running");
         loop {
             tokio::select! {
@@ -721,7 +723,7 @@ impl Control {
                 },
                 _ = tick.tick() => {
                     let started = Instant::now();
-                    if let Some(gap) = stalls.tick(started) {
+                    if let Some(gap) = stalls.stalled(started) {
                         return Ended::Stalled(gap);
                     }
                     self.step_islands(started);

@@ -456,6 +456,14 @@ async fn a_paused_node_is_planned_around_and_rejoins_when_it_resumes() {
             "cab-b restarted in place once"
         );
         assert_eq!(metrics.get("ringhub_node_degraded", &[]), Some(0.0));
+        for (i, cabinet) in [(0, "cab-a"), (2, "cab-c")] {
+            let metrics = scrape(nodes[i].metrics).await.expect("scrape");
+            assert_eq!(
+                metrics.get("ringhub_node_stall_restarts_total", &[]),
+                Some(0.0),
+                "{cabinet} kept running: no stall of its own"
+            );
+        }
         // The loss was latched, and its rule cleared it once cab-b had rejoined.
         let lost = eventually("CABINET_LOST cleared by its rule", STEP, async || {
             let all = latches(&endpoints).await?;
