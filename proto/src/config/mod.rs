@@ -121,6 +121,7 @@ pub struct Cabinet {
     /// the link: Zenoh (1.10) adds a peer's new inbound link to a transport it still
     /// believes alive after a pause, and the two sides then disagree on declared keys.
     /// With one opener, the stale side refuses the second link until its lease ends.
+    /// A config where two cabinets connect to each other is refused.
     pub zenoh_connect: Vec<String>,
     /// Who may charge on this cabinet's guns.
     pub auth: AuthMode,

@@ -490,6 +490,45 @@ fn bad_ids_and_addresses() {
 }
 
 #[test]
+fn two_cabinets_that_connect_to_each_other_are_refused() {
+    let a_to_b = |text: &str| {
+        text.replacen(
+            "zenoh_listen = [\"tcp/127.0.0.1:7447\"]",
+            "zenoh_listen = [\"tcp/127.0.0.1:7447\"]\nzenoh_connect = [\"tcp/127.0.0.1:7448\"]",
+            1,
+        )
+    };
+    let b_to = |text: &str, list: &str| {
+        text.replacen(
+            "zenoh_listen = [\"tcp/127.0.0.1:7448\"]",
+            &format!("zenoh_listen = [\"tcp/127.0.0.1:7448\"]\nzenoh_connect = {list}"),
+            1,
+        )
+    };
+    let refusal = |at: &str, from: &str, to: &str| {
+        format!(
+            "{at}: {from} connects to {to} here, and {to} connects to {from} too: keep one \
+             link per pair (leave zenoh_connect out and the cabinet listed later connects), \
+             two can lose messages after a node stalls"
+        )
+    };
+    // Both by hand: the later cabinet's entry is named.
+    assert_eq!(
+        refused(&b_to(&a_to_b(BASE), "[\"tcp/127.0.0.1:7447\"]")),
+        refusal("t.toml:19: cabinets[1].zenoh_connect[0]", "cab-b", "cab-a")
+    );
+    // cab-a by hand, cab-b by default (it connects to the cabinets before it).
+    assert_eq!(
+        refused(&a_to_b(BASE)),
+        refusal("t.toml:11: cabinets[0].zenoh_connect[0]", "cab-a", "cab-b")
+    );
+    // One side only, the other way round from the default: accepted.
+    let hub = HubConfig::parse(&b_to(&a_to_b(BASE), "[]"), "t.toml").unwrap();
+    assert_eq!(hub.cabinets[0].zenoh_connect, ["tcp/127.0.0.1:7448"]);
+    assert!(hub.cabinets[1].zenoh_connect.is_empty());
+}
+
+#[test]
 fn local_auth_needs_its_list_and_only_it_has_one() {
     assert_eq!(
         refused(&edit(

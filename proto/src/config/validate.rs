@@ -225,6 +225,7 @@ impl<'a> Validator<'a> {
                 }
             }
         }
+        self.one_link_per_pair(&raw.cabinets, &cabinets)?;
 
         Ok(HubConfig {
             hub,
@@ -318,6 +319,45 @@ impl<'a> Validator<'a> {
             });
         }
         Ok(cabinets)
+    }
+
+    /// Refuses two cabinets that connect to each other (see `Cabinet::zenoh_connect`),
+    /// naming an endpoint the file wrote: the later cabinet's, or else the earlier one's
+    /// (the default mesh never connects a cabinet to one listed after it).
+    fn one_link_per_pair(&self, raw: &[Spanned<RawCabinet>], cabinets: &[Cabinet]) -> Result<()> {
+        let connects = |from: &Cabinet, to: &Cabinet| {
+            from.zenoh_connect
+                .iter()
+                .position(|e| to.zenoh_listen.contains(e))
+        };
+        let written = |i: usize| raw.get(i).and_then(|r| r.get_ref().zenoh_connect.as_ref());
+        for (i, later) in cabinets.iter().enumerate() {
+            for (j, earlier) in cabinets[..i].iter().enumerate() {
+                let (Some(k_later), Some(k_earlier)) =
+                    (connects(later, earlier), connects(earlier, later))
+                else {
+                    continue;
+                };
+                let (at, k, from, to) = if written(i).is_some() {
+                    (i, k_later, later, earlier)
+                } else {
+                    (j, k_earlier, earlier, later)
+                };
+                if let Some(endpoint) = written(at).and_then(|list| list.get(k)) {
+                    return Err(self.error(
+                        endpoint,
+                        &format!("cabinets[{at}].zenoh_connect[{k}]"),
+                        format!(
+                            "{} connects to {} here, and {} connects to {} too: keep one link \
+                             per pair (leave zenoh_connect out and the cabinet listed later \
+                             connects), two can lose messages after a node stalls",
+                            from.id, to.id, to.id, from.id
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn dispensers(&self, raw: &[Spanned<RawDispenser>]) -> Result<Vec<Dispenser>> {
