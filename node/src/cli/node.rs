@@ -30,7 +30,8 @@ pub struct NodeArgs {
     /// Zenoh endpoint to listen on (repeatable), e.g. tcp/127.0.0.1:7447.
     #[arg(long)]
     pub zenoh_listen: Vec<String>,
-    /// Zenoh endpoint to connect to (repeatable).
+    /// Zenoh endpoint to connect to (repeatable). Of two cabinets, only one may name the
+    /// other: one link per pair, as the hub config's default mesh has it.
     #[arg(long)]
     pub zenoh_connect: Vec<String>,
     /// The cabinet's CAN bus: socketcan:IFACE, socketcand:HOST:PORT/BUS or candump:FILE.
