@@ -246,7 +246,7 @@ impl IsolationWatch {
             .filter(|&gun| gun >= 0.0)
         };
         let first_segment = victim * 2;
-        let previous_segment = (victim * 2 + 5) % 6;
+        let previous_segment = segment_before(victim);
         let mut victims_gun = None;
         if let Ok(m) = scrape(hub.nodes[victim].metrics).await {
             for gun in guns_of(victim) {
@@ -286,7 +286,7 @@ impl IsolationWatch {
         let addr = hub.nodes[self.victim].metrics;
         let cabinet = CABINETS[self.victim];
         let own_tie = (self.victim * 2 + 1) as u64;
-        let neighbour_tie = ((self.victim * 2 + 5) % 6) as u64;
+        let neighbour_tie = segment_before(self.victim) as u64;
         let majority: Vec<(usize, std::net::SocketAddr)> = hub
             .nodes
             .iter()
@@ -455,6 +455,12 @@ struct Sample {
     kw: Vec<(u64, f64)>,
     /// Each other node's (degraded, Raft leader id) from its metrics.
     majority: Vec<(usize, Option<(bool, u64)>)>,
+}
+
+/// The previous cabinet's last segment in the demo ring (six segments, two per
+/// cabinet): its tie (`mn`) leads into cabinet `index`'s first segment.
+fn segment_before(index: usize) -> usize {
+    (index * 2 + 5) % 6
 }
 
 /// The guns of cabinet `index` in the demo hub (two per cabinet, gun n on segment n).

@@ -39,7 +39,7 @@ pub fn overran(last: Instant, now: Instant) -> Option<Duration> {
 /// Watches the process from a thread of its own that only sleeps and beats: it falls
 /// behind only when the whole process does, never because the control loop is busy
 /// (a bus that is not ready, a slow disk).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StallWatch {
     shared: Arc<Shared>,
 }
